@@ -1,0 +1,274 @@
+"""Dataclass configs of a training run, their presets and their validation.
+
+One :class:`Config` describes a run: data, model, regulariser, optimisation loop, evaluation and
+where the run folder goes. ``apps/train.py`` parses it with tyro (every field below is a flag;
+``--help`` lists them with these docstrings). Two presets:
+
+- ``quick`` (the default): generated dSprites, β-VAE + GMG (decoder, cosine), a few thousand
+  steps at batch 64 — finishes within about 10 minutes on a 2-core CPU, fast metrics preset;
+- ``paper``: the HFS training settings the GMG paper reuses (Roth et al. 2023,
+  ``grid_searches/correlation_benchmark/base.yaml``): batch 64, Adam 1e-4, 300 000 steps,
+  latent 10, full metrics preset.
+
+:func:`validate` checks a config before anything is built and raises ``ValueError`` naming the
+field and what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "PRESETS",
+    "Config",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "RegulariserConfig",
+    "TrainConfig",
+    "flatten",
+    "validate",
+]
+
+
+@dataclass
+class DataConfig:
+    """Which ground-truth dataset to train on (built by ``disentangle.data.make_dataset``)."""
+
+    name: str = "dsprites"
+    """Dataset name: "dsprites" (generated, default) or "shapes3d" (generated)."""
+    size: int | None = None
+    """Subsample the dataset to this many images (None: the full factor grid)."""
+    image_size: int | None = None
+    """Side of the square images (None: the dataset's own, 64)."""
+    num_workers: int = 0
+    """DataLoader worker processes (0: load in the training process)."""
+
+
+@dataclass
+class ModelConfig:
+    """The VAE and its base objective (β-VAE or β-TCVAE, optionally with HFS)."""
+
+    architecture: Literal["conv", "mlp"] = "conv"
+    """Encoder/decoder: "conv" (Locatello et al. 2019) or "mlp"."""
+    latent_dim: int = 10
+    """Number of latent dimensions D."""
+    base: Literal["beta_vae", "beta_tcvae"] = "beta_vae"
+    """Base objective: "beta_vae" (Higgins et al. 2017) or "beta_tcvae" (Chen et al. 2018)."""
+    beta: float = 1.0
+    """β: weight of the KL (β-VAE) or of the total correlation (β-TCVAE)."""
+    tc_alpha: float = 1.0
+    """β-TCVAE weight of the index-code mutual information."""
+    tc_gamma: float = 1.0
+    """β-TCVAE weight of the dimension-wise KL."""
+    hfs_gamma: float = 0.0
+    """Weight of the HFS Hausdorff factorised-support term (Roth et al. 2023); 0 disables it."""
+    hfs_pairs: int = 25
+    """Latent pairs drawn per step for the HFS term."""
+    reconstruction: Literal["bernoulli", "gaussian", "none"] = "bernoulli"
+    """Decoder likelihood; "none" is the decoder-free variant (no decoder, no reconstruction)."""
+
+
+@dataclass
+class RegulariserConfig:
+    """Geometric regulariser λ·R(T) (GMG paper, §3)."""
+
+    kind: Literal["none", "gmg", "dst", "jacobian"] = "gmg"
+    """R: Gromov-Monge gap, distortion, Jacobian isometry, or none."""
+    side: Literal["encoder", "decoder"] = "decoder"
+    """T: the encoder (reference: image batch) or the decoder (reference: encoded batch)."""
+    cost: Literal["sqeuclidean", "scaled_sqeuclidean", "cosine"] = "cosine"
+    """Geometric feature preserved: squared distances, distances up to scale, or angles."""
+    weight: float = 1.0
+    """λ ≥ 0, weight of the regulariser."""
+    epsilon0: float = 0.1
+    """Relative entropic regularisation of the GW solve: ε = ε0·mean(Cx)·mean(Cy) (GMG only)."""
+    detach_reference: bool = True
+    """No gradient through the reference points' cost matrix."""
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop (HF Accelerate)."""
+
+    steps: int = 3000
+    """Optimizer steps."""
+    batch_size: int = 64
+    """Images per process per micro-batch (also the GMG reference batch)."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    """Adam (β1, β2)."""
+    grad_accumulation: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    """Autocast precision (bf16 works on CPU, fp16 needs a GPU)."""
+    seed: int = 0
+    """Seed of the model initialisation, data order and sampling noise."""
+    deterministic: bool = False
+    """Ask torch for deterministic kernels (CPU runs are reproducible either way)."""
+    log_every: int = 25
+    """Log losses (JSONL, TensorBoard, progress bar) every this many steps."""
+    checkpoint_every: int = 500
+    """Write a checkpoint every this many steps (and at the end); 0: only at the end."""
+    keep_checkpoints: int = 2
+    """Number of most recent checkpoints kept."""
+    cpu: bool = False
+    """Train on the CPU even if an accelerator is present."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
+class EvalConfig:
+    """Disentanglement metrics (dismetrics) on the posterior means."""
+
+    every: int = 0
+    """Evaluate every this many steps (0: only at the end)."""
+    preset: Literal["default", "fast"] = "fast"
+    """dismetrics preset: "default" (disentanglement_lib sizes) or "fast"."""
+    metrics: tuple[str, ...] = (
+        "dci",
+        "mig",
+        "sap",
+        "modularity_explicitness",
+        "beta_vae",
+        "factor_vae",
+        "dci_hfs",
+        "mig_hfs",
+    )
+    """dismetrics metrics (dci_hfs: HFS-style min-max-scaled DCI-D); empty to skip evaluation."""
+    num_train: int | None = None
+    """Encoded points for the array metrics (None: the preset's, 10 000)."""
+    num_test: int | None = None
+    """Test points for DCI, SAP, modularity (None: the preset's, 5 000)."""
+    num_sampled: int | None = None
+    """Training votes of BetaVAE/FactorVAE (eval: half of it; None: the preset's, 10 000)."""
+    images: bool = True
+    """Write traversal, reconstruction and curve PNGs."""
+
+
+@dataclass
+class Config:
+    """A training run: ``accelerate launch apps/train.py [quick|paper] [--field value ...]``."""
+
+    output_dir: Path | None = None
+    """Run folder (None: runs/<dataset>-<base>-<regulariser>-seed<seed>)."""
+    resume: bool = False
+    """Continue from the last checkpoint in output_dir."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    regulariser: RegulariserConfig = field(default_factory=RegulariserConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def run_dir(self) -> Path:
+        """The run folder: ``output_dir`` or a name derived from the config."""
+        if self.output_dir is not None:
+            return Path(self.output_dir)
+        reg = self.regulariser
+        tag = "base" if reg.kind == "none" else f"{reg.kind}-{reg.side}-{reg.cost}"
+        return Path("runs") / f"{self.data.name}-{self.model.base}-{tag}-seed{self.train.seed}"
+
+
+QUICK = Config(eval=EvalConfig(num_train=5000, num_test=2500, num_sampled=2000))
+PAPER = Config(
+    train=TrainConfig(steps=300_000, checkpoint_every=10_000, log_every=100),
+    eval=EvalConfig(every=50_000, preset="default"),
+)
+PRESETS: dict[str, Config] = {"quick": QUICK, "paper": PAPER}
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "quick": "CPU-friendly default: β-VAE + GMG (decoder, cosine) on generated dSprites, ~10 min.",
+    "paper": "HFS/GMG paper settings: batch 64, Adam 1e-4, 300k steps, latent 10 (GPU).",
+}
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: {message}")
+
+
+def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Config:
+    """Check every field of ``cfg``; raise ``ValueError`` naming the first bad one.
+
+    ``dataset_names`` lists the names ``data.name`` may take (checked when given).
+    """
+    d, m, r, t, e = cfg.data, cfg.model, cfg.regulariser, cfg.train, cfg.eval
+    if dataset_names is not None:
+        _check(
+            d.name in dataset_names,
+            "data.name",
+            f"unknown dataset {d.name!r}; choose one of {', '.join(dataset_names)}",
+        )
+    _check(d.size is None or d.size >= 2, "data.size", f"must be ≥ 2, got {d.size}")
+    _check(
+        d.image_size is None or d.image_size > 0,
+        "data.image_size",
+        f"must be > 0, got {d.image_size}",
+    )
+    _check(d.num_workers >= 0, "data.num_workers", f"must be ≥ 0, got {d.num_workers}")
+    _check(m.architecture in ("conv", "mlp"), "model.architecture", f"got {m.architecture!r}")
+    _check(m.latent_dim >= 1, "model.latent_dim", f"must be ≥ 1, got {m.latent_dim}")
+    _check(m.base in ("beta_vae", "beta_tcvae"), "model.base", f"unknown base {m.base!r}")
+    for name in ("beta", "tc_alpha", "tc_gamma", "hfs_gamma"):
+        value = getattr(m, name)
+        _check(value >= 0, f"model.{name}", f"must be ≥ 0, got {value}")
+    _check(m.hfs_pairs >= 1, "model.hfs_pairs", f"must be ≥ 1, got {m.hfs_pairs}")
+    _check(
+        m.reconstruction in ("bernoulli", "gaussian", "none"),
+        "model.reconstruction",
+        f"unknown likelihood {m.reconstruction!r}",
+    )
+    _check(r.kind in ("none", "gmg", "dst", "jacobian"), "regulariser.kind", f"unknown {r.kind!r}")
+    _check(r.side in ("encoder", "decoder"), "regulariser.side", f"unknown side {r.side!r}")
+    _check(
+        r.cost in ("sqeuclidean", "scaled_sqeuclidean", "cosine"),
+        "regulariser.cost",
+        f"unknown cost {r.cost!r}; choose sqeuclidean, scaled_sqeuclidean or cosine",
+    )
+    _check(r.weight >= 0, "regulariser.weight", f"λ must be ≥ 0, got {r.weight}")
+    _check(r.epsilon0 > 0, "regulariser.epsilon0", f"must be > 0, got {r.epsilon0}")
+    if m.reconstruction == "none":
+        _check(
+            r.kind == "none" or r.side == "encoder",
+            "regulariser.side",
+            "the decoder-free model (model.reconstruction='none') has no decoder; use 'encoder'",
+        )
+    _check(t.steps >= 1, "train.steps", f"must be ≥ 1, got {t.steps}")
+    _check(t.batch_size >= 1, "train.batch_size", f"must be ≥ 1, got {t.batch_size}")
+    if r.kind in ("gmg", "dst") or m.base == "beta_tcvae" or m.hfs_gamma > 0:
+        _check(
+            t.batch_size >= 2,
+            "train.batch_size",
+            "the GMG/DST regularisers, β-TCVAE and HFS compare points within a batch and need "
+            f"at least 2 per process, got {t.batch_size}",
+        )
+    _check(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    _check(all(0 <= b < 1 for b in t.adam_betas), "train.adam_betas", f"got {t.adam_betas}")
+    _check(t.grad_accumulation >= 1, "train.grad_accumulation", f"got {t.grad_accumulation}")
+    _check(t.log_every >= 1, "train.log_every", f"must be ≥ 1, got {t.log_every}")
+    _check(t.checkpoint_every >= 0, "train.checkpoint_every", f"got {t.checkpoint_every}")
+    _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", f"got {t.keep_checkpoints}")
+    _check(e.every >= 0, "eval.every", f"must be ≥ 0, got {e.every}")
+    for name in ("num_train", "num_test", "num_sampled"):
+        value = getattr(e, name)
+        _check(value is None or value >= 2, f"eval.{name}", f"must be ≥ 2, got {value}")
+    return cfg
+
+
+def flatten(cfg: object, prefix: str = "") -> dict[str, bool | int | float | str | None]:
+    """Flatten a (nested) dataclass into ``{"a.b": value}`` with scalar or string values."""
+    out: dict[str, bool | int | float | str | None] = {}
+    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+        value = getattr(cfg, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, key + "."))
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out

@@ -1,0 +1,54 @@
+"""Metrics history of a run: one JSON object per line in ``metrics.jsonl``.
+
+Each record has ``"step"``, ``"split"`` (``"train"`` or ``"eval"``) and float values. On resume
+the file is cut back to the checkpoint's step so that a resumed run's history equals the one an
+uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+__all__ = ["History", "read_history"]
+
+
+def read_history(path: Path) -> list[dict]:
+    """All records of a ``metrics.jsonl`` file (a torn last line from a kill is skipped)."""
+    records = []
+    if not Path(path).exists():
+        return records
+    with open(path) as fh:
+        for line in fh:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def _clean(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class History:
+    """Append-only JSONL writer (main process only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def truncate(self, step: int) -> None:
+        """Keep only records with ``record["step"] <= step`` (atomic rewrite)."""
+        keep = [r for r in read_history(self.path) if r["step"] <= step]
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in keep)
+        os.replace(tmp, self.path)
+
+    def append(self, step: int, split: str, values: dict[str, float]) -> None:
+        """Write one record and flush it to disk."""
+        record = {"step": step, "split": split, **{k: _clean(float(v)) for k, v in values.items()}}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")

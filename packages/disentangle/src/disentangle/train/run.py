@@ -1,0 +1,190 @@
+"""A whole training run from a :class:`~disentangle.train.config.Config` (``apps/train.py``).
+
+:func:`run` validates the config, builds the dataset (``disentangle.data``) and the model
+(:mod:`disentangle.models`), trains with :func:`~disentangle.train.loop.fit`, scores the posterior
+means with dismetrics and writes the run folder (main process only)::
+
+    <run_dir>/config.json        resolved config
+    <run_dir>/checkpoints/       step_XXXXXXXX/ (Accelerate save_state, written atomically)
+    <run_dir>/metrics.jsonl      history: {"step", "split": "train"|"eval", values...}
+    <run_dir>/tensorboard/       TensorBoard events
+    <run_dir>/results.json       final losses and scores
+    <run_dir>/images/            traversals.png, reconstructions.png, losses.png, metrics.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from accelerate.utils import set_seed
+
+from disentangle.models import VAE, GeometricRegulariser
+from disentangle.train.config import Config, flatten, validate
+from disentangle.train.evaluation import Evaluator, headline
+from disentangle.train.history import read_history
+from disentangle.train.loop import fit
+from disentangle.train.state import latest_checkpoint
+
+__all__ = ["build_dataset", "build_model", "dataset_names", "run", "write_json"]
+
+#: Config sections that must not change when a run is resumed.
+_FROZEN_ON_RESUME = ("data", "model", "regulariser")
+
+
+def dataset_names() -> tuple[str, ...]:
+    """Names ``data.name`` accepts (the registry of ``disentangle.data``)."""
+    from disentangle import data
+
+    return tuple(data.DATASETS)
+
+
+def build_dataset(cfg: Config) -> Any:
+    """The training dataset: a torch ``Dataset`` that is also a ``GroundTruthData``."""
+    from disentangle.data import make_dataset
+
+    options: dict[str, Any] = {}
+    if cfg.data.size is not None:
+        options["size"] = cfg.data.size
+    if cfg.data.image_size is not None:
+        options["image_size"] = cfg.data.image_size
+    return make_dataset(cfg.data.name, seed=cfg.train.seed, **options)
+
+
+def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: int) -> VAE:
+    """The VAE of ``cfg.model`` with the regulariser of ``cfg.regulariser``."""
+    r, m = cfg.regulariser, cfg.model
+    reg = None
+    if r.kind != "none":
+        reg = GeometricRegulariser(
+            r.kind, r.side, r.cost, r.weight, r.epsilon0, detach_reference=r.detach_reference
+        )
+    return VAE(
+        observation_shape,
+        latent_dim=m.latent_dim,
+        architecture=m.architecture,
+        base=m.base,
+        beta=m.beta,
+        tc_alpha=m.tc_alpha,
+        tc_gamma=m.tc_gamma,
+        hfs_gamma=m.hfs_gamma,
+        hfs_pairs=m.hfs_pairs,
+        reconstruction=m.reconstruction,
+        regulariser=reg,
+        dataset_size=dataset_size,
+    )
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _config_dict(cfg: Config) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def _check_run_dir(cfg: Config, run_dir: Path) -> None:
+    """Refuse to overwrite a run, or to resume one with a different model or data."""
+    has_ckpt = latest_checkpoint(run_dir / "checkpoints") is not None
+    if has_ckpt and not cfg.resume:
+        raise FileExistsError(
+            f"output_dir: {run_dir} already holds a run with checkpoints; pass --resume to "
+            "continue it or choose another --output-dir"
+        )
+    saved = run_dir / "config.json"
+    if cfg.resume and has_ckpt and saved.exists():
+        old = json.loads(saved.read_text())
+        new = _config_dict(cfg)
+        changed = [
+            f"{section}.{k}"
+            for section in _FROZEN_ON_RESUME
+            for k in new[section]
+            if old.get(section, {}).get(k) != new[section][k]
+        ]
+        for k in ("seed", "batch_size", "grad_accumulation"):
+            if old.get("train", {}).get(k) != new["train"][k]:
+                changed.append(f"train.{k}")
+        if changed:
+            raise ValueError(
+                f"resume: the config differs from the run's saved config in {changed}; "
+                f"resume with the same settings (see {saved})"
+            )
+
+
+def _write_images(model: VAE, data: Any, run_dir: Path, seed: int) -> list[str]:
+    from disentangle import viz
+
+    out = run_dir / "images"
+    records = read_history(run_dir / "metrics.jsonl")
+    paths = [
+        viz.plot_curves(records, out / "losses.png", "train", title="training losses"),
+        viz.plot_curves(records, out / "metrics.png", "eval", title="disentanglement scores"),
+    ]
+    if model.decoder is not None:
+        rng = np.random.default_rng([seed, 2])
+        _, images = data.sample(64, rng)
+        device = next(model.parameters()).device
+        x = torch.as_tensor(images, dtype=torch.float32, device=device)
+        model.eval()
+        paths.append(viz.plot_traversals(model, x, out / "traversals.png"))
+        paths.append(viz.plot_reconstructions(model, x[:10], out / "reconstructions.png"))
+    return [str(p) for p in paths if p is not None]
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Train and evaluate as configured; return the content of ``results.json``.
+
+    Raises ``ValueError`` (bad field), ``FileExistsError`` (run folder in use) before any
+    training starts.
+    """
+    names = dataset_names()
+    validate(cfg, names)
+    state = PartialState(cpu=cfg.train.cpu)
+    run_dir = cfg.run_dir()
+    _check_run_dir(cfg, run_dir)
+    state.wait_for_everyone()
+    set_seed(cfg.train.seed, deterministic=cfg.train.deterministic)
+    data = build_dataset(cfg)
+    model = build_model(cfg, tuple(data.observation_shape), len(data))
+    if state.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", _config_dict(cfg))
+    evaluator = Evaluator(data, cfg.eval, seed=cfg.train.seed)
+    result = fit(
+        model,
+        data,
+        cfg.train,
+        run_dir,
+        resume=cfg.resume,
+        evaluate=evaluator,
+        eval_every=cfg.eval.every,
+        hparams=flatten(cfg),
+        num_workers=cfg.data.num_workers,
+    )
+    results: dict[str, Any] = {}
+    if state.is_main_process:
+        scores = evaluator.last.get("scores", {})
+        results = {
+            "step": result.step,
+            "resumed_from": result.resumed_from,
+            "train": result.train,
+            "headline": headline(scores),
+            "scores": scores,
+            "evaluation": evaluator.last.get("details", {}),
+            "config": _config_dict(cfg),
+        }
+        if cfg.eval.images:
+            results["images"] = _write_images(result.model, data, run_dir, cfg.train.seed)
+        write_json(run_dir / "results.json", results)
+    state.wait_for_everyone()
+    return results
