@@ -143,7 +143,7 @@ def _otcore_costs(blocks_x, blocks_y, eps, tol, max_iter) -> list[float]:
     for idx in groups.values():
         xs = torch.as_tensor(np.stack([blocks_x[i] for i in idx]))
         ys = torch.as_tensor(np.stack([blocks_y[i] for i in idx]))
-        cost = otcore.PointCloud(xs, ys, cost="sqeuclidean", backend="dense").cost_matrix()
+        cost = otcore.PointCloud(xs, ys, cost="sqeuclidean", backend="dense").cost_matrix
         res = otcore.sinkhorn(
             otcore.Geometry(cost_matrix=cost),
             epsilon=eps,
