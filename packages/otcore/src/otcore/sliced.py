@@ -61,8 +61,9 @@ def random_stiefel(
     """
     if not (isinstance(k, int) and isinstance(d, int) and 1 <= k <= d):
         raise ValueError(f"need integers 1 <= k <= d, got k={k!r}, d={d!r}.")
-    g = torch.randn(d, k, generator=generator, dtype=torch.float64, device=device)
-    q, r = torch.linalg.qr(g)
+    gen_device = generator.device if generator is not None else device
+    g = torch.randn(d, k, generator=generator, dtype=torch.float64, device=gen_device)
+    q, r = torch.linalg.qr(g.to(device))
     sign = torch.sign(torch.diagonal(r))
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     return (q * sign).to(dtype)
@@ -376,9 +377,10 @@ def sliced_wasserstein(
     x, y = _pair(x, y, a, b)
     if not isinstance(n_projections, int) or n_projections < 1:
         raise ValueError(f"`n_projections` must be a positive integer, got {n_projections!r}.")
+    gen_device = generator.device if generator is not None else x.device
     theta = torch.randn(
-        x.shape[1], n_projections, generator=generator, dtype=torch.float64, device=x.device
-    )
+        x.shape[1], n_projections, generator=generator, dtype=torch.float64, device=gen_device
+    ).to(x.device)
     theta = (theta / theta.norm(dim=0, keepdim=True)).to(x.dtype)
     return _projected_cost(x, y, a, b, theta, p).mean()
 

@@ -1,0 +1,39 @@
+"""otcore: entropic optimal transport in PyTorch, log-domain throughout.
+
+Conventions (shared by every function of the package):
+
+* Cost: C_ij = c(x_i, y_j) with the squared-Euclidean cost ‖x − y‖² (no ½; POT and OTT-JAX
+  convention, GeomLoss halves it).
+* Potentials: the plan is P = a⊗b·exp((f ⊕ g − C)/ε); warm starts take the same (f, g).
+* ``value`` = ⟨P, C⟩ + ε KL(P ‖ a⊗b) (the dual objective); ``primal_cost`` = ⟨P, C⟩;
+  ``ent_reg_cost`` = ⟨P, C⟩ − ε H(P) (used by the Monge gap).
+* ``tol`` is always an L1 marginal violation ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁.
+* Unbalanced marginals use τ = ρ/(ρ + ε) (OTT-JAX convention), τ = 1 being a hard constraint.
+* Gromov-Wasserstein loss L(a, b) = (a − b)² with no ½; distortion and the Gromov-Monge gap use
+  the same convention, so our values are twice those of the GMG paper's definitions.
+* float32 and float64 both work; half-precision inputs are computed in float32.
+* Shapes: single problems (n, d) / (n, m); batched problems (B, n, d) / (B, n, m) (dense).
+"""
+
+from otcore.costs import Cosine, Cost, Dot, Euclidean, SqEuclidean, get_cost
+from otcore.divergence import sinkhorn_divergence
+from otcore.geometry import Geometry, PointCloud, keops_available
+from otcore.sinkhorn import ConvergenceWarning, SinkhornOutput, sinkhorn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "Cosine",
+    "Cost",
+    "Dot",
+    "Euclidean",
+    "Geometry",
+    "PointCloud",
+    "SinkhornOutput",
+    "SqEuclidean",
+    "get_cost",
+    "keops_available",
+    "sinkhorn",
+    "sinkhorn_divergence",
+]

@@ -1,0 +1,431 @@
+"""Geometries: what the cost between two measures' supports is, and the one soft-min on it.
+
+A geometry holds a cost matrix, given densely (:class:`Geometry`) or implied by two point
+clouds and a ground cost (:class:`PointCloud`, dense or KeOps-symbolic). Every solver in otcore
+talks to a geometry through a single primitive, the log-sum-exp kernel reduction
+
+    lse(ε, h, axis=1)_i = log Σ_j exp(h_j − C_ij / ε)        (reduce over j, one value per i)
+    lse(ε, h, axis=0)_j = log Σ_i exp(h_i − C_ij / ε)        (reduce over i, one value per j)
+
+from which the soft C-transform (soft-min) is ``softmin = −ε · lse``. Plan-vector products and
+the plan's transport cost are the same reduction with weights.
+
+Shapes: a geometry is either single, with an (n, m) cost, or batched, with a (B, n, m) cost
+(dense backend only). Internally everything carries a leading batch dimension B (B = 1 when
+single); potentials are (B, n) and (B, m), ε is (B,).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+import torch
+
+from otcore._validation import as_points, check_finite, check_positive, compute_dtype
+from otcore.costs import Cost, get_cost
+
+__all__ = ["Geometry", "PointCloud", "keops_available"]
+
+Backend = Literal["auto", "dense", "keops"]
+ScaleCost = float | Literal["mean", "max", "std"] | None
+
+#: ``auto`` picks KeOps above this many cost entries (the GeomLoss rule, 5000²).
+AUTO_KEOPS_ENTRIES = 5000 * 5000
+
+# Exponents are clamped to these bounds before ``exp`` in the fast dense path: below the lower
+# bound the term is < 1e-34 relative to the leading term (and exp leaves its slow underflow
+# path); above the upper bound the row is far from converged and the clamp only shortens the
+# step (the next update corrects it). See ``Geometry.lse``.
+_CLAMP = {torch.float32: (-80.0, 60.0), torch.float64: (-700.0, 600.0)}
+
+
+@functools.cache
+def keops_available() -> bool:
+    """True if pykeops imports (a C++ compiler is then needed at the first call)."""
+    try:
+        import pykeops  # noqa: F401
+        from pykeops.torch import LazyTensor  # noqa: F401
+    except Exception:  # pragma: no cover - depends on the environment
+        return False
+    return True
+
+
+def _lazy(t: torch.Tensor) -> Any:
+    from pykeops.torch import LazyTensor
+
+    return LazyTensor(t)
+
+
+class Geometry:
+    """A dense cost matrix ``C`` of shape (n, m) or (B, n, m).
+
+    Args:
+        cost_matrix: the costs ``C[i, j]``; finite. Gradients flow through it.
+        scale_cost: divide ``C`` by a statistic of itself taken under stop-gradient:
+            ``"mean"``, ``"max"``, ``"std"``, or a positive float; ``None`` keeps ``C``.
+
+    Example:
+        >>> import torch, otcore
+        >>> geom = otcore.Geometry(cost_matrix=torch.rand(5, 7))
+        >>> geom.shape
+        (5, 7)
+    """
+
+    backend: str = "dense"
+
+    def __init__(self, cost_matrix: torch.Tensor, *, scale_cost: ScaleCost = None) -> None:
+        C = torch.as_tensor(cost_matrix)
+        if C.ndim not in (2, 3):
+            raise ValueError(
+                f"`cost_matrix` must have shape (n, m) or (B, n, m), got {tuple(C.shape)}."
+            )
+        if C.shape[-1] == 0 or C.shape[-2] == 0 or (C.ndim == 3 and C.shape[0] == 0):
+            raise ValueError(f"`cost_matrix` is empty (shape {tuple(C.shape)}).")
+        C = C.to(compute_dtype(C))
+        check_finite("cost_matrix", C)
+        self.batched = C.ndim == 3
+        self._C_raw = C if self.batched else C.unsqueeze(0)
+        self._scale: torch.Tensor | None = None
+        self._scale = _scale_factor(self, scale_cost)
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._buf: torch.Tensor | None = None
+
+    # ----------------------------------------------------------------- basic properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(n, m) or (B, n, m)."""
+        s = (self.n, self.m)
+        return (self.batch, *s) if self.batched else s
+
+    @property
+    def batch(self) -> int:
+        return self._C_raw.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self._C_raw.shape[-2]
+
+    @property
+    def m(self) -> int:
+        return self._C_raw.shape[-1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._C_raw.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._C_raw.device
+
+    def _cost(self) -> torch.Tensor:
+        """The (scaled) cost, (B, n, m), with gradient."""
+        return self._C_raw if self._scale is None else self._C_raw * self._scale[:, None, None]
+
+    @property
+    def cost_matrix(self) -> torch.Tensor:
+        """The (scaled) cost matrix, (n, m) or (B, n, m)."""
+        C = self._cost()
+        return C if self.batched else C[0]
+
+    # ----------------------------------------------------------------- statistics
+    def mean_cost(self) -> torch.Tensor:
+        """Mean of the cost matrix per problem, (B,), detached."""
+        return self._cost().detach().mean((-1, -2))
+
+    def std_cost(self) -> torch.Tensor:
+        """Standard deviation of the cost entries per problem, (B,), detached."""
+        return self._cost().detach().std((-1, -2), correction=0)
+
+    def max_cost(self) -> torch.Tensor:
+        """Largest cost per problem, (B,), detached."""
+        return self._cost().detach().amax((-1, -2))
+
+    def diameter(self) -> torch.Tensor:
+        """Upper bound of max(C) − min(C) per problem, (B,): the start of ε-annealing."""
+        C = self._cost().detach()
+        return C.amax((-1, -2)) - C.amin((-1, -2))
+
+    # ----------------------------------------------------------------- the primitive
+    def _neg_scaled(self, eps: torch.Tensor) -> torch.Tensor:
+        """−C/ε, cached for the last ε tensor (one per annealing level)."""
+        if self._cache is not None and self._cache[0] is eps:
+            return self._cache[1]
+        S = self._cost().detach() * (-1.0 / eps)[:, None, None]
+        self._cache = (eps, S)
+        return S
+
+    def lse(
+        self,
+        eps: torch.Tensor,
+        h: torch.Tensor,
+        axis: int,
+        shift: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Log-sum-exp kernel reduction, the primitive behind every solver.
+
+        Args:
+            eps: (B,) regularisation strengths.
+            h: (B, m) if ``axis == 1`` (or (B, n) if ``axis == 0``), unitless: typically
+                ``g/ε + log b``.
+            axis: 1 reduces over j and returns (B, n); 0 reduces over i and returns (B, m).
+            shift: optional (B, n) (resp. (B, m)) estimate of minus the result (for example
+                the previous ``f/ε``). When given and no gradient is needed, the fast path
+                computes ``exp(h_j + shift_i − C_ij/ε)`` in place with its exponent clamped,
+                which is exact once the shift is within ~60 of the true value and otherwise
+                moves the result by a bounded, self-correcting step.
+
+        Returns:
+            ``log Σ_j exp(h_j − C_ij/ε)`` (B, n) for ``axis == 1``; the transpose for 0.
+        """
+        needs_grad = torch.is_grad_enabled() and (
+            self._C_raw.requires_grad or h.requires_grad or eps.requires_grad
+        )
+        if shift is None or needs_grad:
+            S = self._cost() * (-1.0 / eps)[:, None, None] if needs_grad else self._neg_scaled(eps)
+            if axis == 1:
+                return torch.logsumexp(S + h[:, None, :], dim=2)
+            return torch.logsumexp(S + h[:, :, None], dim=1)
+        S = self._neg_scaled(eps)
+        if self._buf is None or self._buf.shape != S.shape:
+            self._buf = torch.empty_like(S)
+        rows, cols = (shift, h) if axis == 1 else (h, shift)
+        U = torch.stack([rows, torch.ones_like(rows)], dim=-1)
+        V = torch.stack([torch.ones_like(cols), cols], dim=-2)
+        T = torch.baddbmm(S, U, V, out=self._buf)
+        lo, hi = _CLAMP[T.dtype]
+        T.clamp_(lo, hi).exp_()
+        return T.sum(dim=2 if axis == 1 else 1).log_() - shift
+
+    def kernel_apply(
+        self,
+        eps: torch.Tensor,
+        u: torch.Tensor,
+        v: torch.Tensor,
+        vec: torch.Tensor,
+        axis: int = 1,
+    ) -> torch.Tensor:
+        """Σ_j exp(u_i + v_j − C_ij/ε) vec_j (axis 1, (B, n, k)) or its transpose (axis 0).
+
+        With ``u = f/ε + log a`` and ``v = g/ε + log b`` this applies the plan ``P`` (or ``Pᵀ``)
+        to ``vec`` of shape (B, m, k) (resp. (B, n, k)).
+        """
+        K = self.kernel(eps, u, v)
+        return K @ vec if axis == 1 else K.transpose(-1, -2) @ vec
+
+    def kernel(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Dense ``exp(u_i + v_j − C_ij/ε)``, (B, n, m)."""
+        return torch.exp(u[:, :, None] + v[:, None, :] - self._cost() / eps[:, None, None])
+
+    def kernel_cost(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Σ_ij exp(u_i + v_j − C_ij/ε) C_ij per problem, (B,): ⟨P, C⟩ for the plan's (u, v)."""
+        return (self.kernel(eps, u, v) * self._cost()).sum((-1, -2))
+
+
+class PointCloud(Geometry):
+    """The cost between two point clouds, dense or as a KeOps symbolic matrix.
+
+    Args:
+        x: (n, d) or (B, n, d) source points.
+        y: (m, d) or (B, m, d) target points; ``None`` means ``y = x``.
+        cost: a :class:`~otcore.costs.Cost` or its name.
+        backend: ``"dense"`` builds the (n, m) matrix once; ``"keops"`` never forms it and
+            reduces symbolically in O(n + m) memory; ``"auto"`` picks dense up to
+            5000 × 5000 entries and KeOps above when pykeops is installed.
+        scale_cost: as for :class:`Geometry`.
+
+    Example:
+        >>> import torch, otcore
+        >>> geom = otcore.PointCloud(torch.randn(100, 3), torch.randn(80, 3))
+        >>> geom.backend, geom.shape
+        ('dense', (100, 80))
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        cost: str | Cost = "sqeuclidean",
+        backend: Backend = "auto",
+        scale_cost: ScaleCost = None,
+    ) -> None:
+        x = as_points("x", x)
+        y = x if y is None else as_points("y", y)
+        dtype = compute_dtype(x, y)
+        x, y = x.to(dtype), y.to(dtype)
+        if x.ndim != y.ndim or x.ndim not in (2, 3):
+            raise ValueError(
+                f"`x` and `y` must both be (n, d) or both (B, n, d); got shapes "
+                f"{tuple(x.shape)} and {tuple(y.shape)}."
+            )
+        if x.shape[-1] != y.shape[-1]:
+            raise ValueError(
+                f"`x` and `y` must have the same dimension d; got {x.shape[-1]} and {y.shape[-1]}."
+            )
+        if x.ndim == 3 and x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"`x` and `y` must have the same batch size; got {x.shape[0]} and {y.shape[0]}."
+            )
+        self.cost = get_cost(cost)
+        self.batched = x.ndim == 3
+        self.x = x if self.batched else x.unsqueeze(0)
+        self.y = y if self.batched else y.unsqueeze(0)
+        self.backend = _resolve_backend(backend, self.batched, x.shape[-2] * y.shape[-2])
+        # Built once, here, so that it carries the caller's autograd graph.
+        self._C_dense = self.cost.pairwise(self.x, self.y) if self.backend == "dense" else None
+        self._cache = None
+        self._buf = None
+        self._scale = None
+        self._scale = _scale_factor(self, scale_cost)
+
+    @property
+    def batch(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[-2]
+
+    @property
+    def m(self) -> int:
+        return self.y.shape[-2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.x.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    @property
+    def _C_raw(self) -> torch.Tensor:  # type: ignore[override]
+        if self.backend == "keops":
+            raise ValueError(
+                "This PointCloud uses the KeOps backend, which never forms the cost matrix; "
+                "build it with backend='dense' to get a dense matrix or plan."
+            )
+        return self._C_dense
+
+    # ----------------------------------------------------------------- KeOps forms
+    def _keops_cost(self) -> Any:
+        xi = _lazy(self.cost.prepare(self.x[0])[:, None, :])
+        yj = _lazy(self.cost.prepare(self.y[0])[None, :, :])
+        C = self.cost.keops(xi, yj)
+        if self._scale is not None:
+            C = C * _lazy(self._scale.reshape(1))
+        return C
+
+    def mean_cost(self) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().mean_cost()
+        with torch.no_grad():
+            s = self._keops_cost().sum(dim=1).sum()
+        return (s / (self.n * self.m)).reshape(1)
+
+    def std_cost(self) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().std_cost()
+        with torch.no_grad():
+            C = self._keops_cost()
+            mean = C.sum(dim=1).sum() / (self.n * self.m)
+            sq = (C * C).sum(dim=1).sum() / (self.n * self.m)
+        return (sq - mean**2).clamp_min(0).sqrt().reshape(1)
+
+    def max_cost(self) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().max_cost()
+        with torch.no_grad():
+            return self._keops_cost().max(dim=1).max().reshape(1)
+
+    def diameter(self) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().diameter()
+        b = self.cost.bound(self.x.detach(), self.y.detach())
+        return b if self._scale is None else b * self._scale
+
+    def lse(
+        self,
+        eps: torch.Tensor,
+        h: torch.Tensor,
+        axis: int,
+        shift: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().lse(eps, h, axis, shift)
+        C = self._keops_cost()
+        inv = _lazy((1.0 / eps).reshape(1))
+        if axis == 1:
+            return (_lazy(h[0][None, :, None]) - C * inv).logsumexp(dim=1).reshape(1, -1)
+        return (_lazy(h[0][:, None, None]) - C * inv).logsumexp(dim=0).reshape(1, -1)
+
+    def kernel_apply(
+        self,
+        eps: torch.Tensor,
+        u: torch.Tensor,
+        v: torch.Tensor,
+        vec: torch.Tensor,
+        axis: int = 1,
+    ) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().kernel_apply(eps, u, v, vec, axis)
+        C = self._keops_cost()
+        inv = _lazy((1.0 / eps).reshape(1))
+        K = (_lazy(u[0][:, None, None]) + _lazy(v[0][None, :, None]) - C * inv).exp()
+        if axis == 1:
+            return (K * _lazy(vec[0][None, :, :])).sum(dim=1).unsqueeze(0)
+        return (K * _lazy(vec[0][:, None, :])).sum(dim=0).unsqueeze(0)
+
+    def kernel(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.backend == "keops":
+            raise ValueError(
+                "The plan of a KeOps geometry is never formed; use `apply` / `transport`, or "
+                "backend='dense'."
+            )
+        return super().kernel(eps, u, v)
+
+    def kernel_cost(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().kernel_cost(eps, u, v)
+        C = self._keops_cost()
+        inv = _lazy((1.0 / eps).reshape(1))
+        K = (_lazy(u[0][:, None, None]) + _lazy(v[0][None, :, None]) - C * inv).exp()
+        return (K * C).sum(dim=1).sum().reshape(1)
+
+
+def _resolve_backend(backend: str, batched: bool, entries: int) -> str:
+    if backend not in ("auto", "dense", "keops"):
+        raise ValueError(f"Unknown `backend` {backend!r}; expected 'auto', 'dense' or 'keops'.")
+    if backend == "keops":
+        if not keops_available():
+            raise ImportError(
+                "backend='keops' needs pykeops: `pip install otcore[keops]` (and a C++ compiler)."
+            )
+        if batched:
+            raise ValueError(
+                "Batched (B, n, d) point clouds are supported on backend='dense' only."
+            )
+        return "keops"
+    if backend == "auto" and not batched and entries > AUTO_KEOPS_ENTRIES and keops_available():
+        return "keops"
+    return "dense"
+
+
+def _scale_factor(geom: Geometry, scale_cost: ScaleCost) -> torch.Tensor | None:
+    """Per-problem multiplier (B,) implementing ``scale_cost``; computed under stop-gradient."""
+    if scale_cost is None:
+        return None
+    if isinstance(scale_cost, str):
+        stats = {"mean": geom.mean_cost, "max": geom.max_cost, "std": geom.std_cost}
+        if scale_cost not in stats:
+            raise ValueError(
+                f"Unknown `scale_cost` {scale_cost!r}; expected 'mean', 'max', 'std', a "
+                "positive float or None."
+            )
+        stat = stats[scale_cost]().detach()
+        if not bool((stat > 0).all()):
+            raise ValueError(f"`scale_cost={scale_cost!r}` is zero: the cost matrix is constant 0.")
+        return 1.0 / stat
+    s = check_positive("scale_cost", scale_cost)
+    return torch.full((geom.batch,), 1.0 / s, dtype=geom.dtype, device=geom.device)

@@ -1,0 +1,409 @@
+"""Log-domain Sinkhorn for entropic (and unbalanced) linear optimal transport.
+
+Problem (balanced; a, b with equal mass):
+
+    OT_ε(a, b) = min_{P ≥ 0, P1 = a, Pᵀ1 = b} ⟨P, C⟩ + ε KL(P ‖ a⊗b)
+
+and its dual, maximised by alternating soft C-transforms (Cuturi 2013; Peyré & Cuturi 2019,
+"Computational OT", Prop. 4.4 and eq. 4.30 in log form):
+
+    f_i = −ε log Σ_j b_j exp((g_j − C_ij)/ε),     g_j = −ε log Σ_i a_i exp((f_i − C_ij)/ε).
+
+The optimal plan is P = a⊗b · exp((f ⊕ g − C)/ε). With KL-relaxed marginals of strengths
+ρ_a, ρ_b (Chizat, Peyré, Schmitzer & Vialard 2018; Séjourné et al. 2019) each update is damped
+by τ = ρ/(ρ + ε) (OTT-JAX's ``tau_a``, ``tau_b`` convention), and the objective adds
+ρ_a KL(P1 ‖ a) + ρ_b KL(Pᵀ1 ‖ b).
+
+Stopping rule: after the f-update the row marginal is exact, so the L1 marginal violation
+is the column violation ``Σ_j b_j |exp((g_j^old − g_j^new)/ε) − 1|``, a by-product of the
+g-update (no extra pass over the cost). ``tol`` is always this L1 violation.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from otcore._validation import as_weights, check_finite, check_positive
+from otcore.geometry import Geometry
+
+__all__ = ["ConvergenceWarning", "SinkhornOutput", "sinkhorn"]
+
+GradMode = Literal["envelope", "implicit", "unroll"]
+_ZERO_LOG = -1e4  # log-weight standing for a zero weight: exp(-1e4) == 0 in any float
+
+
+class ConvergenceWarning(UserWarning):
+    """A solver stopped at ``max_iter`` before reaching ``tol``."""
+
+
+def safe_log(w: torch.Tensor) -> torch.Tensor:
+    """log(w) with log(0) replaced by a large negative number; finite gradients everywhere."""
+    pos = w > 0
+    return torch.where(pos, torch.where(pos, w, torch.ones_like(w)).log(), _ZERO_LOG)
+
+
+def entropy(w: torch.Tensor) -> torch.Tensor:
+    """H(w) = −Σ w log w over the last dimension (0 log 0 = 0)."""
+    return -(w * safe_log(w)).sum(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class SinkhornOutput:
+    """Result of :func:`sinkhorn`.
+
+    Attributes:
+        f: (n,) or (B, n) potential of the source.
+        g: (m,) or (B, m) potential of the target. ``P = a⊗b·exp((f⊕g − C)/ε)``.
+        value: () or (B,) the dual objective, equal at the optimum to
+            ``⟨P, C⟩ + ε KL(P‖a⊗b)`` (+ the marginal penalties when unbalanced). Its gradient
+            with respect to the geometry's inputs and the weights follows ``grad``.
+        converged: True (or a (B,) bool tensor) when the L1 marginal violation reached ``tol``.
+        n_iters: number of Sinkhorn iterations run (annealing included).
+        errors: (k,) or (k, B) L1 marginal violations at each convergence check.
+        epsilon: () or (B,) the absolute ε solved at.
+    """
+
+    f: torch.Tensor
+    g: torch.Tensor
+    value: torch.Tensor
+    converged: bool | torch.Tensor
+    n_iters: int
+    errors: torch.Tensor
+    epsilon: torch.Tensor
+    geom: Geometry
+    a: torch.Tensor
+    b: torch.Tensor
+    tau_a: float = 1.0
+    tau_b: float = 1.0
+
+    # internal (B, ·) views ------------------------------------------------------------
+    def _b(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.geom.batched else t.unsqueeze(0)
+
+    def _u(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.geom.batched else t[0]
+
+    def _log_scalings(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        eps = self.epsilon.reshape(-1)
+        u = self._b(self.f) / eps[:, None] + safe_log(self._b(self.a))
+        v = self._b(self.g) / eps[:, None] + safe_log(self._b(self.b))
+        return eps, u, v
+
+    def plan(self) -> torch.Tensor:
+        """The dense plan ``P`` (n, m) or (B, n, m); not available on the KeOps backend."""
+        eps, u, v = self._log_scalings()
+        return self._u(self.geom.kernel(eps, u, v))
+
+    def apply(self, vec: torch.Tensor, axis: int = 1) -> torch.Tensor:
+        """``P @ vec`` (axis 1, vec (m,) or (m, k)) or ``Pᵀ @ vec`` (axis 0), without forming P."""
+        eps, u, v = self._log_scalings()
+        squeeze = vec.ndim == (1 + self.geom.batched)
+        vv = vec.unsqueeze(-1) if squeeze else vec
+        out = self.geom.kernel_apply(eps, u, v, self._b(vv.to(u.dtype)), axis)
+        out = self._u(out)
+        return out.squeeze(-1) if squeeze else out
+
+    @property
+    def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P1, Pᵀ1): the plan's row and column sums."""
+        ones_m = torch.ones(*self.g.shape, dtype=self.g.dtype, device=self.g.device)
+        ones_n = torch.ones(*self.f.shape, dtype=self.f.dtype, device=self.f.device)
+        return self.apply(ones_m, axis=1), self.apply(ones_n, axis=0)
+
+    def transport(self, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Barycentric projection ``T(x_i) = Σ_j P_ij y_j / Σ_j P_ij``: (n, d) or (B, n, d).
+
+        ``y`` defaults to the target points of a :class:`~otcore.PointCloud` geometry.
+        """
+        if y is None:
+            y = getattr(self.geom, "y", None)
+            if y is None:
+                raise ValueError("`y` is required when the geometry is not a PointCloud.")
+            y = self._u(y)
+        y = y.to(self.f.dtype)
+        ones = torch.ones_like(y[..., :1])
+        both = self.apply(torch.cat([y, ones], dim=-1), axis=1)  # one pass: P[y, 1]
+        return both[..., :-1] / both[..., -1:].clamp_min(torch.finfo(y.dtype).tiny)
+
+    @property
+    def primal_cost(self) -> torch.Tensor:
+        """⟨P, C⟩, () or (B,). Gradients treat the plan as fixed."""
+        eps, u, v = self._log_scalings()
+        return self._u(self.geom.kernel_cost(eps, u, v))
+
+    @property
+    def ent_reg_cost(self) -> torch.Tensor:
+        """⟨P, C⟩ − ε H(P) = value − ε (H(a) + H(b)) (exact for balanced problems at convergence).
+
+        This is OTT-JAX's ``ent_reg_cost``, the quantity the Monge gap subtracts.
+        """
+        return self.value - self.epsilon * (entropy(self.a) + entropy(self.b))
+
+
+def sinkhorn(
+    geom: Geometry,
+    a: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    *,
+    epsilon: float | torch.Tensor,
+    relative_epsilon: Literal["mean", "std"] | None = None,
+    tau_a: float = 1.0,
+    tau_b: float = 1.0,
+    tol: float = 1e-3,
+    max_iter: int = 2000,
+    min_iter: int = 0,
+    epsilon_scaling: float | None = 0.5,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    check_every: int = 5,
+    grad: GradMode = "envelope",
+    warn: bool = True,
+) -> SinkhornOutput:
+    """Solve entropic OT on ``geom`` with log-domain Sinkhorn iterations.
+
+    Args:
+        geom: a :class:`~otcore.Geometry` or :class:`~otcore.PointCloud`, single (n, m) or
+            batched (B, n, m).
+        a: (n,) or (B, n) source weights, non-negative; uniform if None.
+        b: (m,) or (B, m) target weights; uniform if None. Balanced problems need equal mass.
+        epsilon: entropic regularisation ε > 0, absolute, or a multiplier of the cost's
+            mean or std when ``relative_epsilon`` is set (statistic under stop-gradient).
+            A (B,) tensor gives one ε per batched problem.
+        relative_epsilon: ``None``, ``"mean"`` or ``"std"``.
+        tau_a, tau_b: marginal relaxation τ = ρ/(ρ + ε) in (0, 1]; 1 is a hard constraint.
+        tol: stop when the L1 marginal violation is ≤ tol (for every batched problem).
+        max_iter: iteration cap (annealing included); ``converged=False`` and a
+            :class:`ConvergenceWarning` when reached.
+        min_iter: iterations to run before testing convergence.
+        epsilon_scaling: ratio of the geometric ε-annealing from the cost's diameter down to
+            ε (one iteration per level, then iterations at ε until ``tol``); ``None`` or 1
+            disables it. Ignored with ``init``.
+        init: warm start ``(f, g)`` in the same convention as the outputs.
+        check_every: iterations between convergence checks (the only host synchronisation).
+        grad: ``"envelope"`` (default): Danskin gradient of ``value`` w.r.t. the cost (P), the
+            weights (f, g), and through the cost to points; no graph through iterations.
+            ``"implicit"``: f, g (and hence plan, value) differentiable by implicit
+            differentiation of the optimality conditions (dense, balanced only).
+            ``"unroll"``: autograd through every iteration (memory grows with iterations).
+        warn: emit a :class:`ConvergenceWarning` on non-convergence.
+
+    Returns:
+        A :class:`SinkhornOutput`.
+
+    Example:
+        >>> import torch, otcore
+        >>> x, y = torch.randn(200, 2), torch.randn(150, 2) + 1
+        >>> out = otcore.sinkhorn(otcore.PointCloud(x, y), epsilon=0.05, relative_epsilon="mean")
+        >>> bool(out.converged), out.plan().shape
+        (True, torch.Size([200, 150]))
+    """
+    if not isinstance(geom, Geometry):
+        raise ValueError(f"`geom` must be a Geometry or PointCloud, got {type(geom).__name__}.")
+    if grad not in ("envelope", "implicit", "unroll"):
+        raise ValueError(f"Unknown `grad` {grad!r}; expected 'envelope', 'implicit' or 'unroll'.")
+    for name, tau in (("tau_a", tau_a), ("tau_b", tau_b)):
+        if not (0.0 < float(tau) <= 1.0):
+            raise ValueError(f"`{name}` must be in (0, 1], got {tau!r}.")
+    check_positive("tol", tol)
+    if int(max_iter) < 1:
+        raise ValueError(f"`max_iter` must be >= 1, got {max_iter!r}.")
+    if int(check_every) < 1:
+        raise ValueError(f"`check_every` must be >= 1, got {check_every!r}.")
+    if epsilon_scaling is not None and not (0.0 < float(epsilon_scaling) <= 1.0):
+        raise ValueError(f"`epsilon_scaling` must be in (0, 1] or None, got {epsilon_scaling!r}.")
+    balanced = tau_a == 1.0 and tau_b == 1.0
+    if grad == "implicit" and (not balanced or getattr(geom, "backend", "dense") != "dense"):
+        raise ValueError("grad='implicit' supports balanced problems on the dense backend only.")
+
+    B, n, m, dt, dev = geom.batch, geom.n, geom.m, geom.dtype, geom.device
+    a_ = as_weights("a", a, (B, n) if geom.batched else (n,), dtype=dt, device=dev)
+    b_ = as_weights("b", b, (B, m) if geom.batched else (m,), dtype=dt, device=dev)
+    A = a_ if geom.batched else a_.unsqueeze(0)
+    Bw = b_ if geom.batched else b_.unsqueeze(0)
+    if balanced:
+        ma, mb = A.detach().sum(-1), Bw.detach().sum(-1)
+        if not bool(torch.allclose(ma, mb, rtol=1e-5, atol=1e-8)):
+            raise ValueError(
+                "`a` and `b` must have equal total mass in balanced mode (tau_a = tau_b = 1); "
+                f"got {ma.tolist()} and {mb.tolist()}. Normalise them or relax with tau < 1."
+            )
+    eps = _absolute_epsilon(geom, epsilon, relative_epsilon)
+
+    f0 = g0 = None
+    if init is not None:
+        f0, g0 = _check_init(init, geom)
+
+    run_grad = grad == "unroll" and torch.is_grad_enabled()
+    with torch.set_grad_enabled(run_grad):
+        f, g, converged, n_iters, errors = _iterate(
+            geom,
+            A,
+            Bw,
+            eps,
+            tau_a,
+            tau_b,
+            tol,
+            int(max_iter),
+            int(min_iter),
+            epsilon_scaling if init is None else None,
+            f0,
+            g0,
+            int(check_every),
+        )
+    if grad == "implicit" and torch.is_grad_enabled():
+        from otcore.implicit import implicit_potentials
+
+        f, g = implicit_potentials(geom._cost(), A, Bw, eps, f, g)
+    value = _dual_value(geom, A, Bw, eps, f, g, tau_a, tau_b)
+
+    if not bool(torch.isfinite(f).all() and torch.isfinite(g).all()):
+        raise FloatingPointError(
+            "Sinkhorn produced non-finite potentials; try float64 inputs or a larger `epsilon`."
+        )
+    if warn and not bool(converged.all()):
+        warnings.warn(
+            f"Sinkhorn did not reach tol={tol:g} in {n_iters} iterations (last L1 marginal "
+            f"violation {errors[-1].max().item():.3g}); increase `max_iter` or `epsilon`.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    unb = (lambda t: t) if geom.batched else (lambda t: t[0])
+    return SinkhornOutput(
+        f=unb(f),
+        g=unb(g),
+        value=unb(value),
+        converged=converged if geom.batched else bool(converged[0]),
+        n_iters=n_iters,
+        errors=errors if geom.batched else errors[:, 0],
+        epsilon=unb(eps),
+        geom=geom,
+        a=a_,
+        b=b_,
+        tau_a=float(tau_a),
+        tau_b=float(tau_b),
+    )
+
+
+def _absolute_epsilon(
+    geom: Geometry, epsilon: float | torch.Tensor, relative: str | None
+) -> torch.Tensor:
+    eps = torch.as_tensor(epsilon, dtype=geom.dtype, device=geom.device).detach()
+    if eps.ndim > 1 or (eps.ndim == 1 and eps.shape[0] not in (1, geom.batch)):
+        raise ValueError(f"`epsilon` must be a scalar or have shape ({geom.batch},).")
+    check_finite("epsilon", eps)
+    if not bool((eps > 0).all()):
+        raise ValueError(f"`epsilon` must be > 0, got {epsilon!r}.")
+    eps = eps.expand(geom.batch).clone()
+    if relative is None:
+        return eps
+    if relative == "mean":
+        stat = geom.mean_cost()
+    elif relative == "std":
+        stat = geom.std_cost()
+    else:
+        raise ValueError(
+            f"Unknown `relative_epsilon` {relative!r}; expected 'mean', 'std' or None."
+        )
+    eps = eps * stat.detach()
+    if not bool((eps > 0).all()):
+        raise ValueError(
+            f"`relative_epsilon={relative!r}` gives ε = 0: the cost's {relative} is zero. "
+            "Pass an absolute `epsilon` instead."
+        )
+    return eps
+
+
+def _check_init(init: tuple[torch.Tensor, torch.Tensor], geom: Geometry):
+    if not (isinstance(init, tuple | list) and len(init) == 2):
+        raise ValueError("`init` must be a pair (f, g) of potentials.")
+    out = []
+    for name, t, size in (("init[0] (f)", init[0], geom.n), ("init[1] (g)", init[1], geom.m)):
+        t = torch.as_tensor(t).detach().to(geom.dtype)
+        want = (geom.batch, size) if geom.batched else (size,)
+        if t.shape != torch.Size(want):
+            raise ValueError(f"`{name}` must have shape {want}, got {tuple(t.shape)}.")
+        check_finite(name, t)
+        out.append(t if geom.batched else t.unsqueeze(0))
+    return out
+
+
+def _rho(tau: float, eps: torch.Tensor) -> torch.Tensor | None:
+    """Marginal strength ρ = ε τ / (1 − τ) at the target ε; None for a hard constraint."""
+    return None if tau == 1.0 else eps * (tau / (1.0 - tau))
+
+
+def _schedule(geom: Geometry, eps: torch.Tensor, scaling: float | None) -> list[torch.Tensor]:
+    """ε levels of the annealing: diam·s^k down to (excluding) ε, per problem."""
+    if scaling is None or scaling >= 1.0:
+        return []
+    start = geom.diameter().detach()
+    ratio = float((start / eps).max())  # one host sync, before the loop
+    if not ratio > 1.0:
+        return []
+    k = math.ceil(math.log(ratio) / -math.log(scaling))
+    return [torch.maximum(start * scaling**i, eps) for i in range(k)]
+
+
+def _iterate(geom, A, Bw, eps, tau_a, tau_b, tol, max_iter, min_iter, scaling, f, g, every):
+    """The Sinkhorn loop. Returns (f, g, converged (B,), n_iters, errors (k, B))."""
+    log_a, log_b = safe_log(A.detach()), safe_log(Bw.detach())
+    rho_a, rho_b = _rho(tau_a, eps), _rho(tau_b, eps)
+    levels = _schedule(geom, eps, scaling)
+    B = A.shape[0]
+    f = torch.zeros_like(A) if f is None else f
+    if g is None:
+        g = torch.zeros_like(Bw)
+        if not levels:  # cold start at small ε: first f-update exact, no shift
+            f = -eps[:, None] * geom.lse(eps, log_b, axis=1)
+    errors: list[torch.Tensor] = []
+    converged = torch.zeros(B, dtype=torch.bool, device=A.device)
+    it = 0
+    while it < max_iter:
+        e = levels[it] if it < len(levels) else eps
+        ta = 1.0 if rho_a is None else (rho_a / (rho_a + e))[:, None]
+        tb = 1.0 if rho_b is None else (rho_b / (rho_b + e))[:, None]
+        ec = e[:, None]
+        f = -ta * ec * geom.lse(e, g / ec + log_b, axis=1, shift=f / ec)
+        g_new = -tb * ec * geom.lse(e, f / ec + log_a, axis=0, shift=g / ec)
+        err = (Bw.detach() * torch.expm1((g - g_new) / ec)).abs().sum(-1)
+        g = g_new
+        it += 1
+        at_target = it >= len(levels)
+        if at_target and it >= min_iter and ((it - len(levels)) % every == 0 or it == max_iter):
+            errors.append(err)
+            if not bool(torch.isfinite(err).all()):
+                break
+            if bool((err <= tol).all()):
+                converged = err <= tol
+                break
+    if errors:
+        err_t = torch.stack(errors)
+        if not bool(converged.any()):
+            converged = torch.isfinite(err_t[-1]) & (err_t[-1] <= tol)
+    else:
+        err_t = torch.empty(0, B, dtype=A.dtype, device=A.device)
+    return f, g, converged, it, err_t
+
+
+def _dual_value(geom, A, Bw, eps, f, g, tau_a, tau_b) -> torch.Tensor:
+    """Dual objective D(f, g) with (f, g) as given; differentiable in (C, a, b).
+
+    D = φ_a(f) + φ_b(g) − ε (Σ_ij P_ij − Σa·Σb), with φ(f) = ⟨a, f⟩ for a hard marginal and
+    −ρ ⟨a, exp(−f/ρ) − 1⟩ for a KL-relaxed one. The plan's mass ΣP is computed through the
+    soft-min with the live cost, so the gradient w.r.t. C is exactly P (Danskin).
+    """
+    ec = eps[:, None]
+    lse = geom.lse(eps, g / ec + safe_log(Bw), axis=1)
+    mass = (A * torch.exp(f / ec + lse)).sum(-1)
+
+    def phi(w, pot, tau):
+        if tau == 1.0:
+            return (w * pot).sum(-1)
+        rho = _rho(tau, eps)[:, None]
+        return -(rho * w * torch.expm1(-pot / rho)).sum(-1)
+
+    return phi(A, f, tau_a) + phi(Bw, g, tau_b) - eps * (mass - A.sum(-1) * Bw.sum(-1))
