@@ -27,7 +27,7 @@ from disentangle.train.config import (
 from disentangle.train.evaluation import Evaluator, headline
 from disentangle.train.history import History, read_history
 from disentangle.train.loop import FitResult, fit
-from disentangle.train.run import build_dataset, build_model, dataset_names, run
+from disentangle.train.runner import build_dataset, build_model, dataset_names, run
 from disentangle.train.state import (
     ResumableBatchSampler,
     TrainState,

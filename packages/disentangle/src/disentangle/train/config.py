@@ -153,8 +153,10 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    """A training run: ``accelerate launch apps/train.py [quick|paper] [--field value ...]``."""
+    """A training run: ``accelerate launch apps/train.py [--preset paper] [--field value ...]``."""
 
+    preset: Literal["quick", "paper"] = "quick"
+    """Preset whose values every other field defaults to: "quick" (CPU, ~10 min) or "paper"."""
     output_dir: Path | None = None
     """Run folder (None: runs/<dataset>-<base>-<regulariser>-seed<seed>)."""
     resume: bool = False
@@ -176,6 +178,7 @@ class Config:
 
 QUICK = Config(eval=EvalConfig(num_train=5000, num_test=2500, num_sampled=2000))
 PAPER = Config(
+    preset="paper",
     train=TrainConfig(steps=300_000, checkpoint_every=10_000, log_every=100),
     eval=EvalConfig(every=50_000, preset="default"),
 )

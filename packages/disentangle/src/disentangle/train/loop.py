@@ -37,7 +37,7 @@ from disentangle.train.state import (
     save_checkpoint,
 )
 
-__all__ = ["FitResult", "fit"]
+__all__ = ["FitResult", "fit", "use_cpu"]
 
 Evaluator = Callable[[nn.Module, int], dict[str, float]]
 
@@ -56,6 +56,16 @@ class FitResult:
     """Last evaluation (main process; empty elsewhere or when no evaluator was given)."""
     resumed_from: int | None
     """Step of the checkpoint the run resumed from, if any."""
+
+
+def use_cpu(requested: bool) -> bool:
+    """Train on the CPU when asked to or when no accelerator is present.
+
+    Accelerate sets up multi-process CPU training (gloo) only in CPU mode, so on a CPU-only
+    machine ``torchrun --nproc_per_node N`` or ``accelerate launch --multi_gpu --num_processes N``
+    then gives N cooperating processes.
+    """
+    return requested or not torch.accelerator.is_available()
 
 
 def _checkpoint_root(run_dir: Path) -> Path:
@@ -85,7 +95,7 @@ def fit(
     """
     run_dir = Path(run_dir)
     accelerator = Accelerator(
-        cpu=cfg.cpu,
+        cpu=use_cpu(cfg.cpu),
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accumulation,
         log_with="tensorboard",
@@ -199,5 +209,6 @@ def fit(
             save_checkpoint(accelerator, root, step, cfg.keep_checkpoints)
     bar.close()
     last_eval = run_eval(state.step)
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not end_training(): the process group stays up
+        tracker.finish()
     return FitResult(unwrapped, state.step, last, last_eval, resumed_from)

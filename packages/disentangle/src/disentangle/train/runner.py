@@ -29,7 +29,7 @@ from disentangle.models import VAE, GeometricRegulariser
 from disentangle.train.config import Config, flatten, validate
 from disentangle.train.evaluation import Evaluator, headline
 from disentangle.train.history import read_history
-from disentangle.train.loop import fit
+from disentangle.train.loop import fit, use_cpu
 from disentangle.train.state import latest_checkpoint
 
 __all__ = ["build_dataset", "build_model", "dataset_names", "run", "write_json"]
@@ -141,20 +141,20 @@ def _write_images(model: VAE, data: Any, run_dir: Path, seed: int) -> list[str]:
     return [str(p) for p in paths if p is not None]
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
     """Train and evaluate as configured; return the content of ``results.json``.
 
-    Raises ``ValueError`` (bad field), ``FileExistsError`` (run folder in use) before any
-    training starts.
+    ``dataset`` replaces the one named by ``cfg.data`` (any torch ``Dataset`` of
+    ``(image, factors)`` that is also a ``dismetrics.GroundTruthData``). Raises ``ValueError``
+    (bad field) or ``FileExistsError`` (run folder in use) before any training starts.
     """
-    names = dataset_names()
-    validate(cfg, names)
-    state = PartialState(cpu=cfg.train.cpu)
+    validate(cfg, None if dataset is not None else dataset_names())
+    state = PartialState(cpu=use_cpu(cfg.train.cpu))
     run_dir = cfg.run_dir()
     _check_run_dir(cfg, run_dir)
     state.wait_for_everyone()
     set_seed(cfg.train.seed, deterministic=cfg.train.deterministic)
-    data = build_dataset(cfg)
+    data = dataset if dataset is not None else build_dataset(cfg)
     model = build_model(cfg, tuple(data.observation_shape), len(data))
     if state.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -187,4 +187,5 @@ def run(cfg: Config) -> dict[str, Any]:
             results["images"] = _write_images(result.model, data, run_dir, cfg.train.seed)
         write_json(run_dir / "results.json", results)
     state.wait_for_everyone()
+    state.destroy_process_group()
     return results
