@@ -1,8 +1,9 @@
 """Multi-process training and SIGKILL-and-resume, each in real subprocesses.
 
 - Two CPU processes (gloo) started by ``torchrun --nproc_per_node 2`` (what
-  ``accelerate launch --multi_gpu --num_processes 2`` runs on a CPU machine) train one model: parameters end identical on both, the logged loss is the mean of the two processes'
-  losses, and the run folder is written once, by the main process.
+  ``accelerate launch --multi_gpu --num_processes 2`` runs on a CPU machine) train one model:
+  parameters end identical on both, the logged loss is the mean of the two processes' losses,
+  and the run folder is written once, by the main process.
 - A run killed with SIGKILL (checkpoints every step, so the kill usually lands in a write) and
   resumed logs exactly the losses of an uninterrupted run.
 """
@@ -31,7 +32,8 @@ import disentangle.train.runner as run_module
 from test_train_run import tiny_config
 from test_train_toydata import Blobs
 
-out, steps, every, record = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+out, steps, every = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+record = sys.argv[4]
 resume = "--resume" in sys.argv
 
 
