@@ -207,13 +207,15 @@ class IterativeAlignmentFlow(nn.Module):
     def translate(self, X, y_from, y_to) -> torch.Tensor:
         """``T_{y_to}⁻¹(T_{y_from}(x))``: move samples from their domain to another.
 
-        ``y_to`` is one label for all rows or an array like ``y_from``.
+        ``y_from`` and ``y_to`` are each one label for all rows or an array of n labels.
         """
         x = _as_float_tensor("X", X)
-        y_to = np.asarray(y_to.cpu() if isinstance(y_to, torch.Tensor) else y_to)
-        if y_to.ndim == 0:
-            y_to = np.full(x.shape[0], y_to)
-        return self.inverse(self.forward(x, y_from), y_to)
+
+        def rows(lab):
+            lab = np.asarray(lab.cpu() if isinstance(lab, torch.Tensor) else lab)
+            return np.full(x.shape[0], lab) if lab.ndim == 0 else lab
+
+        return self.inverse(self.forward(x, rows(y_from)), rows(y_to))
 
     def log_det(self, X, y) -> torch.Tensor:
         """log|det ∂forward/∂x| per sample, (n,): the sum over all layers (§2.2)."""
