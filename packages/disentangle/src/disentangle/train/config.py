@@ -30,6 +30,7 @@ __all__ = [
     "RegulariserConfig",
     "TrainConfig",
     "flatten",
+    "from_dict",
     "validate",
 ]
 
@@ -275,3 +276,31 @@ def flatten(cfg: object, prefix: str = "") -> dict[str, bool | int | float | str
         else:
             out[key] = str(value)
     return out
+
+
+def from_dict(values: dict) -> Config:
+    """Rebuild a :class:`Config` from its JSON form (``config.json`` of a run folder)."""
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    types = {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "regulariser": RegulariserConfig,
+        "train": TrainConfig,
+        "eval": EvalConfig,
+    }
+    kwargs = {}
+    for key, value in values.items():
+        if key not in sections:
+            raise ValueError(f"config: unknown field {key!r}")
+        if key in types:
+            fields = {f.name for f in dataclasses.fields(types[key])}
+            unknown = set(value) - fields
+            if unknown:
+                raise ValueError(f"config.{key}: unknown fields {sorted(unknown)}")
+            value = types[key](
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+            )
+        elif key == "output_dir" and value is not None:
+            value = Path(value)
+        kwargs[key] = value
+    return Config(**kwargs)

@@ -26,13 +26,13 @@ from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from disentangle.models import VAE, GeometricRegulariser
-from disentangle.train.config import Config, flatten, validate
+from disentangle.train.config import Config, flatten, from_dict, validate
 from disentangle.train.evaluation import Evaluator, headline
 from disentangle.train.history import read_history
 from disentangle.train.loop import fit, use_cpu
 from disentangle.train.state import latest_checkpoint
 
-__all__ = ["build_dataset", "build_model", "dataset_names", "run", "write_json"]
+__all__ = ["build_dataset", "build_model", "dataset_names", "load_run", "run", "write_json"]
 
 #: Config sections that must not change when a run is resumed.
 _FROZEN_ON_RESUME = ("data", "model", "regulariser")
@@ -139,6 +139,30 @@ def _write_images(model: VAE, data: Any, run_dir: Path, seed: int) -> list[str]:
         paths.append(viz.plot_traversals(model, x, out / "traversals.png"))
         paths.append(viz.plot_reconstructions(model, x[:10], out / "reconstructions.png"))
     return [str(p) for p in paths if p is not None]
+
+
+def load_run(
+    run_dir: Path, checkpoint: Path | None = None, dataset: Any = None
+) -> tuple[Config, VAE, Any, Path]:
+    """Config, trained model (eval mode, CPU), dataset and checkpoint path of a run folder.
+
+    ``checkpoint`` defaults to the newest complete one under ``run_dir/checkpoints``.
+    """
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.json"
+    if not saved.exists():
+        raise FileNotFoundError(f"run_dir: {run_dir} has no config.json (not a run folder?)")
+    cfg = from_dict(json.loads(saved.read_text()))
+    checkpoint = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is None or not (checkpoint / "model.safetensors").exists():
+        raise FileNotFoundError(f"checkpoint: no complete checkpoint found in {run_dir}")
+    data = dataset if dataset is not None else build_dataset(cfg)
+    model = build_model(cfg, tuple(data.observation_shape), len(data))
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    model.load_state_dict({k.removeprefix("module."): v for k, v in weights.items()})
+    return cfg, model.eval(), data, checkpoint
 
 
 def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
