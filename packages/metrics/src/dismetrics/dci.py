@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 from scipy.stats import entropy as _entropy
+from threadpoolctl import threadpool_limits
 
 from .estimators import Estimator, feature_importances, make_classifier, map_factors
 from .results import MetricResult
@@ -108,12 +109,15 @@ def _fit_importances(
     n_codes, n_factors = z_tr.shape[1], y_tr.shape[1]
 
     def fit(k: int) -> tuple[np.ndarray, float, float]:
-        model = make_classifier(estimator, seed).fit(z_tr, y_tr[:, k])
-        return (
-            feature_importances(model),
-            float(np.mean(model.predict(z_tr) == y_tr[:, k])),
-            float(np.mean(model.predict(z_te) == y_te[:, k])),
-        )
+        # One OpenMP thread per fit: parallelism comes from fitting factors side by side, and
+        # histogram GBT's OpenMP threads slow down badly on a busy machine.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            model = make_classifier(estimator, seed).fit(z_tr, y_tr[:, k])
+            return (
+                feature_importances(model, z_tr, y_tr[:, k]),
+                float(np.mean(model.predict(z_tr) == y_tr[:, k])),
+                float(np.mean(model.predict(z_te) == y_te[:, k])),
+            )
 
     n_classes = [len(np.unique(y_tr[:, k])) for k in factors]
     fits = map_factors(fit, [int(k) for k in factors], n_classes, n_jobs)
