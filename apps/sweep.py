@@ -1,0 +1,152 @@
+"""Experiment sweep of the GMG paper's main table: base vs +DST vs +GMG, several seeds.
+
+    python apps/sweep.py --out runs/sweep --steps 3000 --seeds 0 1 2
+    python apps/sweep.py --out runs/sweep --table-only        # just rebuild the table
+
+Each cell trains ``apps/train.py`` (the quick preset with the overrides below) in its own
+process, sequentially, into ``<out>/<dataset>-<base>-<variant>-seed<k>``; cells whose
+``results.json`` exists are skipped, so an interrupted sweep continues where it stopped. The
+regularised variants use the paper's best configuration: decoder, cosine cost (GMG paper §5).
+Then ``<out>/summary.md`` gets a table of DCI-D (HFS-style, the paper's metric), DCI-D
+(disentanglement_lib) and MIG as mean ± std over the seeds that finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+ROOT = Path(__file__).resolve().parent
+VARIANTS = ("base", "dst", "gmg")
+METRICS = {
+    "DCI-D (HFS)": "dci_hfs.disentanglement",
+    "DCI-D": "dci.disentanglement",
+    "MIG": "mig.discrete_mig",
+}
+
+
+@dataclasses.dataclass
+class Args:
+    out: Path = Path("runs/sweep")
+    """Folder of the sweep's runs and summary.md."""
+    datasets: tuple[str, ...] = ("dsprites", "shapes3d")
+    """Datasets (disentangle.data names)."""
+    bases: tuple[Literal["beta_vae", "beta_tcvae"], ...] = ("beta_vae", "beta_tcvae")
+    """Base objectives."""
+    variants: tuple[Literal["base", "dst", "gmg"], ...] = VARIANTS
+    """Regularisers: none, DST or GMG (decoder side, cosine cost)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds."""
+    steps: int = 3000
+    """Optimizer steps per run."""
+    beta: float = 4.0
+    """β of β-VAE (KL weight) and β-TCVAE (TC weight)."""
+    gmg_weight: float = 1.0
+    """λ of the GMG regulariser."""
+    dst_weight: float = 1.0
+    """λ of the DST regulariser."""
+    extra: tuple[str, ...] = ()
+    """More apps/train.py flags for every run, e.g. --extra --data.size 20000."""
+    table_only: bool = False
+    """Only rebuild summary.md from the finished runs."""
+
+
+def cell_args(args: Args, dataset: str, base: str, variant: str, seed: int) -> list[str]:
+    """apps/train.py flags of one cell."""
+    flags = [
+        "--output-dir",
+        str(args.out / f"{dataset}-{base}-{variant}-seed{seed}"),
+        "--data.name",
+        dataset,
+        "--model.base",
+        base,
+        "--model.beta",
+        str(args.beta),
+        "--train.seed",
+        str(seed),
+        "--train.steps",
+        str(args.steps),
+        "--train.no-progress",
+        "--regulariser.side",
+        "decoder",
+        "--regulariser.cost",
+        "cosine",
+    ]
+    if variant == "base":
+        flags += ["--regulariser.kind", "none"]
+    else:
+        weight = args.gmg_weight if variant == "gmg" else args.dst_weight
+        flags += ["--regulariser.kind", variant, "--regulariser.weight", str(weight)]
+    return flags + list(args.extra)
+
+
+def summarize(args: Args) -> str:
+    """Markdown table, one row per (dataset, base, variant): mean ± std over finished seeds."""
+    lines = [
+        f"Steps per run: {args.steps}; β = {args.beta}; λ_GMG = {args.gmg_weight}; "
+        f"λ_DST = {args.dst_weight}; regularisers on the decoder with the cosine cost.",
+        "",
+        "| dataset | base | variant | seeds | " + " | ".join(METRICS) + " |",
+        "|---|---|---|---:|" + "---:|" * len(METRICS),
+    ]
+    for dataset in args.datasets:
+        for base in args.bases:
+            for variant in args.variants:
+                scores = []
+                for seed in args.seeds:
+                    path = args.out / f"{dataset}-{base}-{variant}-seed{seed}" / "results.json"
+                    if path.exists():
+                        scores.append(json.loads(path.read_text())["scores"])
+                if not scores:
+                    continue
+                cells = []
+                for key in METRICS.values():
+                    vals = [s[key] for s in scores if s.get(key) is not None]
+                    if not vals:
+                        cells.append("—")
+                    elif len(vals) == 1:
+                        cells.append(f"{vals[0]:.3f}")
+                    else:
+                        cells.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")
+                lines.append(
+                    f"| {dataset} | {base} | {variant} | {len(scores)} | "
+                    + " | ".join(cells)
+                    + " |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def main(args: Args) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    if not args.table_only:
+        for seed in args.seeds:
+            for dataset in args.datasets:
+                for base in args.bases:
+                    for variant in args.variants:
+                        flags = cell_args(args, dataset, base, variant, seed)
+                        run_dir = Path(flags[1])
+                        if (run_dir / "results.json").exists():
+                            continue
+                        resume = ["--resume"] if (run_dir / "checkpoints").exists() else []
+                        print(f"== {run_dir.name}", flush=True)
+                        cmd = [sys.executable, str(ROOT / "train.py"), *flags, *resume]
+                        if subprocess.call(cmd) != 0:
+                            failed.append(run_dir.name)
+    table = summarize(args)
+    (args.out / "summary.md").write_text(table)
+    print(table)
+    if failed:
+        print("failed runs: " + ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(tyro.cli(Args, description=__doc__)))
