@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-import dismetrics
 from disentangle.train.config import EvalConfig
 
 __all__ = ["Evaluator", "headline"]
@@ -46,6 +45,8 @@ class Evaluator:
     """
 
     def __init__(self, data: Any, cfg: EvalConfig, seed: int = 0, batch_size: int = 256) -> None:
+        import dismetrics  # sklearn/scipy: imported only when an evaluation is built
+
         names = list(cfg.metrics)
         known = set(dismetrics.ALL_METRICS) | set(dismetrics.VARIANT_METRICS)
         unknown = [m for m in names if m not in known]
@@ -90,6 +91,8 @@ class Evaluator:
         """Flat headline scores ``{"<metric>.<key>": value}``; the full result goes to ``last``."""
         if not self.standard and not self.variants:
             return {}
+        import dismetrics
+
         was_training = model.training
         model.eval()
         represent = self.represent_fn(model)
