@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from disentangle.train import Config
 
 ROOT = Path(__file__).resolve().parents[2]
