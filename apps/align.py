@@ -360,14 +360,17 @@ def plot_run(run_dir: Path, cfg: AlignConfig, first: dict, curves: dict) -> None
                     if m != l:
                         rows.append(flow.translate(xs, np.full(len(xs), l), m).cpu().numpy())
                         labels.append(f"{l}→{m}")
-            fig, axes = plt.subplots(len(rows), n_col, figsize=(n_col, len(rows) * 1.05))
-            for r, (row, lab) in enumerate(zip(rows, labels)):
-                for c_ in range(n_col):
-                    ax = axes[r, c_]
-                    ax.axis("off")
-                    if c_ < len(row):
-                        ax.imshow(row[c_].reshape(side, side), cmap="gray", vmin=0, vmax=1)
-                axes[r, 0].set_title(lab, fontsize=7, loc="left")
+            mosaic = np.ones((len(rows) * (side + 1), n_col * (side + 1)))
+            for r, row in enumerate(rows):
+                for c_, img in enumerate(row[:n_col]):
+                    mosaic[
+                        r * (side + 1) : r * (side + 1) + side,
+                        c_ * (side + 1) : c_ * (side + 1) + side,
+                    ] = img.reshape(side, side)
+            fig, ax = plt.subplots(figsize=(n_col * 0.9 + 1.2, len(rows) * 0.9 + 0.6))
+            ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+            ax.set_yticks([r * (side + 1) + side / 2 for r in range(len(rows))], labels)
+            ax.set_xticks([])
             fig.suptitle(f"{method}: real, shared latent, translated")
             fig.savefig(run_dir / f"translation_{method}.png", dpi=100)
             plt.close(fig)
