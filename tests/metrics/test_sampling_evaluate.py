@@ -38,7 +38,7 @@ def test_sample_codes_shapes_and_chunking(toy_data):
     z, f = sample_codes(toy_data, identity, 50, np.random.default_rng(0), batch_size=16)
     assert z.shape == (50, 3) and f.shape == (50, 3)
     np.testing.assert_array_equal(z, f)
-    z2, f2 = sample_codes(toy_data, identity, 50, np.random.default_rng(0), batch_size=16)
+    _, f2 = sample_codes(toy_data, identity, 50, np.random.default_rng(0), batch_size=16)
     np.testing.assert_array_equal(f, f2)  # same seed, same draws
     with pytest.raises(ValueError, match="num must be a positive"):
         sample_codes(toy_data, identity, 0, np.random.default_rng(0))
