@@ -1,0 +1,221 @@
+"""Low-rank cost geometry C = U Vᵀ, dense or KeOps-symbolic.
+
+A cost matrix of rank r, ``C_ij = ⟨u_i, v_j⟩`` with factors U (n, r) and V (m, r), is applied in
+O(n·m·r) time without ever being stored on the KeOps backend (O((n + m)·r) memory), and its
+mean and standard deviation come in closed form from the factors:
+
+    mean(C) = ⟨ū, v̄⟩,    mean(C²) = ⟨UᵀU, VᵀV⟩_F / (n m).
+
+The linearised squared-Euclidean Gromov-Wasserstein cost is such a matrix
+(``papers/ot.md`` §3.5): ``−4|x̃_i|²|ỹ_j|² − 16⟨x̃_i, Z ỹ_j⟩`` has rank ``min(d_x, d_y) + 1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from otcore._validation import check_finite, compute_dtype
+from otcore.geometry import AUTO_KEOPS_ENTRIES, Geometry, ScaleCost, _lazy, _scale_factor
+from otcore.geometry import keops_available as _keops_available
+
+__all__ = ["LowRankGeometry"]
+
+
+class LowRankGeometry(Geometry):
+    """The rank-r cost ``C = U Vᵀ`` of shape (n, m), or (B, n, m) from batched factors.
+
+    Args:
+        U: (n, r) or (B, n, r) row factors; finite. Gradients flow through both factors.
+        V: (m, r) or (B, m, r) column factors.
+        backend: ``"dense"`` forms ``C`` once (O(n·m) memory, fastest for small problems);
+            ``"keops"`` reduces the symbolic ``⟨u_i, v_j⟩`` in O(n + m) memory; ``"auto"``
+            picks KeOps above 5000 × 5000 entries when pykeops is installed. Batched factors
+            use the dense backend.
+        scale_cost: as for :class:`~otcore.Geometry` (``"mean"``, ``"max"``, ``"std"``, a
+            float or None), computed under stop-gradient.
+
+    Example:
+        >>> import torch, otcore
+        >>> U, V = torch.randn(6, 2), torch.randn(4, 2)
+        >>> geom = otcore.LowRankGeometry(U, V)
+        >>> torch.allclose(geom.cost_matrix, U @ V.T)
+        True
+    """
+
+    def __init__(
+        self,
+        U: torch.Tensor,
+        V: torch.Tensor,
+        *,
+        backend: Literal["auto", "dense", "keops"] = "auto",
+        scale_cost: ScaleCost = None,
+    ) -> None:
+        U, V = torch.as_tensor(U), torch.as_tensor(V)
+        if U.ndim not in (2, 3) or U.ndim != V.ndim:
+            raise ValueError(
+                "`U` and `V` must both be (n, r) or both (B, n, r); got shapes "
+                f"{tuple(U.shape)} and {tuple(V.shape)}."
+            )
+        if U.shape[-1] != V.shape[-1]:
+            raise ValueError(
+                f"`U` and `V` must have the same rank r (last dimension); got {U.shape[-1]} "
+                f"and {V.shape[-1]}."
+            )
+        if U.ndim == 3 and U.shape[0] != V.shape[0]:
+            raise ValueError(
+                f"`U` and `V` must have the same batch size; got {U.shape[0]} and {V.shape[0]}."
+            )
+        if 0 in U.shape or 0 in V.shape:
+            raise ValueError(f"empty factors: shapes {tuple(U.shape)} and {tuple(V.shape)}.")
+        dtype = compute_dtype(U, V)
+        U, V = U.to(dtype), V.to(dtype)
+        check_finite("U", U)
+        check_finite("V", V)
+        self.batched = U.ndim == 3
+        self.U = U if self.batched else U.unsqueeze(0)
+        self.V = V if self.batched else V.unsqueeze(0)
+        if backend not in ("auto", "dense", "keops"):
+            raise ValueError(f"Unknown `backend` {backend!r}; expected 'auto', 'dense' or 'keops'.")
+        if backend == "keops":
+            if not _keops_available():
+                raise ImportError(
+                    "backend='keops' needs pykeops: `pip install otcore[keops]` "
+                    "(and a C++ compiler)."
+                )
+            if self.batched:
+                raise ValueError("Batched (B, n, r) factors are supported on backend='dense' only.")
+        elif backend == "auto":
+            entries = self.U.shape[1] * self.V.shape[1]
+            big = not self.batched and entries > AUTO_KEOPS_ENTRIES and _keops_available()
+            backend = "keops" if big else "dense"
+        self.backend = backend
+        # Built once, here, so that it carries the caller's autograd graph.
+        self._C_dense = self.U @ self.V.transpose(-1, -2) if backend == "dense" else None
+        self._cache = None
+        self._buf = None
+        self._scale = None
+        self._scale = _scale_factor(self, scale_cost)
+
+    # ----------------------------------------------------------------- basic properties
+    @property
+    def rank(self) -> int:
+        """The factors' inner dimension r."""
+        return self.U.shape[-1]
+
+    @property
+    def batch(self) -> int:
+        return self.U.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self.U.shape[1]
+
+    @property
+    def m(self) -> int:
+        return self.V.shape[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.U.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.U.device
+
+    @property
+    def _C_raw(self) -> torch.Tensor:  # type: ignore[override]
+        if self.backend == "keops":
+            raise ValueError(
+                "This LowRankGeometry uses the KeOps backend, which never forms the cost "
+                "matrix; build it with backend='dense' to get a dense matrix or plan."
+            )
+        return self._C_dense
+
+    # ----------------------------------------------------------------- statistics
+    def _factor_scale(self) -> torch.Tensor:
+        s = torch.ones(self.batch, dtype=self.dtype, device=self.device)
+        return s if self._scale is None else s * self._scale
+
+    def mean_cost(self) -> torch.Tensor:
+        """Mean cost per problem, (B,), exact from the factors in O((n + m) r)."""
+        U, V = self.U.detach(), self.V.detach()
+        return (U.mean(1) * V.mean(1)).sum(-1) * self._factor_scale()
+
+    def std_cost(self) -> torch.Tensor:
+        """Standard deviation of the entries per problem, (B,), exact in O((n + m) r²)."""
+        U, V = self.U.detach(), self.V.detach()
+        gu, gv = U.transpose(1, 2) @ U, V.transpose(1, 2) @ V
+        sq = (gu * gv).sum((1, 2)) / (self.n * self.m) * self._factor_scale() ** 2
+        return (sq - self.mean_cost() ** 2).clamp_min(0).sqrt()
+
+    def max_cost(self) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().max_cost()
+        with torch.no_grad():
+            return self._keops_cost().max(dim=1).max().reshape(1)
+
+    def diameter(self) -> torch.Tensor:
+        """max(C) − min(C) per problem, (B,) (two KeOps reductions on that backend)."""
+        if self.backend != "keops":
+            return super().diameter()
+        with torch.no_grad():
+            C = self._keops_cost()
+            return (C.max(dim=1).max() - C.min(dim=1).min()).reshape(1)
+
+    # ----------------------------------------------------------------- KeOps forms
+    def _keops_cost(self) -> Any:
+        C = _lazy(self.U[0][:, None, :]) | _lazy(self.V[0][None, :, :])
+        if self._scale is not None:
+            C = C * _lazy(self._scale.reshape(1))
+        return C
+
+    def _keops_exponent(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> Any:
+        C = self._keops_cost()
+        inv = _lazy((1.0 / eps).reshape(1))
+        return _lazy(u[0][:, None, None]) + _lazy(v[0][None, :, None]) - C * inv, C
+
+    def lse(
+        self,
+        eps: torch.Tensor,
+        h: torch.Tensor,
+        axis: int,
+        shift: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().lse(eps, h, axis, shift)
+        C = self._keops_cost()
+        inv = _lazy((1.0 / eps).reshape(1))
+        if axis == 1:
+            return (_lazy(h[0][None, :, None]) - C * inv).logsumexp(dim=1).reshape(1, -1)
+        return (_lazy(h[0][:, None, None]) - C * inv).logsumexp(dim=0).reshape(1, -1)
+
+    def kernel_apply(
+        self,
+        eps: torch.Tensor,
+        u: torch.Tensor,
+        v: torch.Tensor,
+        vec: torch.Tensor,
+        axis: int = 1,
+    ) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().kernel_apply(eps, u, v, vec, axis)
+        K = self._keops_exponent(eps, u, v)[0].exp()
+        if axis == 1:
+            return (K * _lazy(vec[0][None, :, :])).sum(dim=1).unsqueeze(0)
+        return (K * _lazy(vec[0][:, None, :])).sum(dim=0).unsqueeze(0)
+
+    def kernel(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.backend == "keops":
+            raise ValueError(
+                "The plan of a KeOps geometry is never formed; use `apply` / `transport`, or "
+                "backend='dense'."
+            )
+        return super().kernel(eps, u, v)
+
+    def kernel_cost(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().kernel_cost(eps, u, v)
+        E, C = self._keops_exponent(eps, u, v)
+        return (E.exp() * C).sum(dim=1).sum().reshape(1)
