@@ -12,6 +12,7 @@ Every dataset is a ``dismetrics.protocol.GroundTruthData`` and a torch ``Dataset
 
 from .base import FactorGrid, FactorSubset, GroundTruthDataset
 from .cache import CacheCorruptWarning, cached_array, default_cache_dir
+from .correlated import CorrelatedFactors
 from .dsprites import (
     DSPRITES_GRID,
     ColorDSprites,
@@ -23,21 +24,36 @@ from .dsprites import (
     render_dsprites,
     save_dsprites_npz,
 )
+from .hf import HFGroundTruth, from_hf
+from .mpi3d import MPI3D
+from .registry import DATASETS, TINY_SUBSETS, make_dataset
+from .shapes3d import SHAPES3D_GRID, Shapes3D, render_shapes3d, write_shapes3d_h5
 
 __all__ = [
+    "DATASETS",
     "DSPRITES_GRID",
+    "MPI3D",
+    "SHAPES3D_GRID",
+    "TINY_SUBSETS",
     "CacheCorruptWarning",
     "ColorDSprites",
+    "CorrelatedFactors",
     "DSprites",
     "DSpritesArrays",
     "FactorGrid",
     "FactorSubset",
     "GroundTruthDataset",
+    "HFGroundTruth",
     "NoisyDSprites",
+    "Shapes3D",
     "cached_array",
     "default_cache_dir",
+    "from_hf",
     "generate_dsprites",
     "load_dsprites_npz",
+    "make_dataset",
     "render_dsprites",
+    "render_shapes3d",
     "save_dsprites_npz",
+    "write_shapes3d_h5",
 ]

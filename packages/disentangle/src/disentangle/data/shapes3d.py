@@ -85,6 +85,7 @@ class Shapes3D(GroundTruthDataset):
         self.observation_shape = (3, 64, 64)
         self.scene = scene or SceneConfig()
         self._coeff = None
+        self._memo: dict[int, np.ndarray] = {}
         self._h5 = None
         self.path = None
         if path is not None:
@@ -177,10 +178,19 @@ class Shapes3D(GroundTruthDataset):
     def _observations(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.path is not None:
             return self._read_h5(classes).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        if self._coeff is None:
-            return render_shapes3d(classes, self.scene)
         vals = self.grid.values_of(classes)
-        coeff = self._coeff[_geometry_index(classes)]
+        geo = _geometry_index(classes)
+        if self._coeff is None:  # uncached: render each geometry once, keep it in memory
+            todo = np.setdiff1d(geo, list(self._memo))
+            if todo.size:
+                g = np.stack(np.unravel_index(todo, _GEOMETRY), 1)
+                maps = render_geometry(
+                    self.grid.values[3][g[:, 0]], g[:, 1], self.grid.values[5][g[:, 2]], self.scene
+                )
+                self._memo.update(zip(todo.tolist(), maps))
+            coeff = np.stack([self._memo[k] for k in geo.tolist()])
+        else:
+            coeff = self._coeff[geo]
         return compose(coeff, vals[:, 0], vals[:, 1], vals[:, 2])
 
 
