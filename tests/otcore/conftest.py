@@ -12,12 +12,6 @@ def problem():
     return random_problem
 
 
-@pytest.fixture
-def violation():
-    """Harness-side L1 marginal violation of a SinkhornOutput (float64, from the dense plan)."""
-    return l1_violation
-
-
 def random_problem(n=30, m=25, d=2, dtype=torch.float64, seed=0, weights=True):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=dtype)
@@ -27,14 +21,3 @@ def random_problem(n=30, m=25, d=2, dtype=torch.float64, seed=0, weights=True):
     a = torch.rand(n, generator=g, dtype=dtype) + 0.1
     b = torch.rand(m, generator=g, dtype=dtype) + 0.1
     return x, y, a / a.sum(), b / b.sum()
-
-
-def l1_violation(out):
-    """Harness-side L1 marginal violation, recomputed from the dense plan in float64."""
-    P = out.plan().double()
-    return float(
-        (P.sum(-1) - out.a.double()).abs().sum() + (P.sum(-2) - out.b.double()).abs().sum()
-    )
-
-
-requires_keops = pytest.mark.skipif(not otcore.keops_available(), reason="pykeops not installed")

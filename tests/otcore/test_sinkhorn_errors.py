@@ -55,7 +55,7 @@ def test_mismatched_shapes(xy):
 
 
 def test_empty_inputs(xy):
-    x, y = xy
+    _, y = xy
     with pytest.raises(ValueError, match="`x` is empty"):
         otcore.PointCloud(torch.empty(0, 2), y)
     with pytest.raises(ValueError, match="`cost_matrix` is empty"):

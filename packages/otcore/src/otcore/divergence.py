@@ -64,8 +64,8 @@ def sinkhorn_divergence(
         out = sinkhorn(gxy, a, b, epsilon=eps, **sinkhorn_kwargs)
     gxx = PointCloud(x, x, cost=cost, backend=gxy.backend)
     gyy = PointCloud(y, y, cost=cost, backend=gxy.backend)
-    oxx = sinkhorn(gxx, a, a, epsilon=eps, **sinkhorn_kwargs)
-    oyy = sinkhorn(gyy, b, b, epsilon=eps, **sinkhorn_kwargs)
+    oxx = sinkhorn(gxx, a, a, epsilon=eps, symmetric=True, **sinkhorn_kwargs)
+    oyy = sinkhorn(gyy, b, b, epsilon=eps, symmetric=True, **sinkhorn_kwargs)
     div = out.value - 0.5 * (oxx.value + oyy.value)
     if sinkhorn_kwargs.get("tau_a", 1.0) != 1.0 or sinkhorn_kwargs.get("tau_b", 1.0) != 1.0:
         div = div + 0.5 * out.epsilon * (out.a.sum(-1) - out.b.sum(-1)) ** 2

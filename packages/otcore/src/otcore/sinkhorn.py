@@ -161,6 +161,7 @@ def sinkhorn(
     init: tuple[torch.Tensor, torch.Tensor] | None = None,
     check_every: int = 5,
     momentum: bool = True,
+    symmetric: bool = False,
     grad: GradMode = "envelope",
     warn: bool = True,
 ) -> SinkhornOutput:
@@ -187,6 +188,9 @@ def sinkhorn(
         check_every: iterations between convergence checks (the only host synchronisation).
         momentum: adaptive over-relaxation at the target ε (ω estimated from the observed
             contraction; check iterations stay plain so that ``errors`` are exact).
+        symmetric: the problem is OT(α, α) (a symmetric cost, ``b`` equal to ``a``): use the
+            averaged update f ← (f + T(f))/2 with g = f, one soft-min per iteration (the
+            debiasing terms of :func:`~otcore.sinkhorn_divergence`).
         grad: ``"envelope"`` (default): Danskin gradient of ``value`` w.r.t. the cost (P), the
             weights (f, g), and through the cost to points; no graph through iterations.
             ``"implicit"``: f, g (and hence plan, value) differentiable by implicit
@@ -235,6 +239,8 @@ def sinkhorn(
                 f"got {ma.tolist()} and {mb.tolist()}. Normalise them or relax with tau < 1."
             )
     eps = _absolute_epsilon(geom, epsilon, relative_epsilon)
+    if symmetric and (n != m or tau_a != tau_b or not torch.equal(A, Bw)):
+        raise ValueError("`symmetric=True` needs n == m, `b` equal to `a` and tau_a == tau_b.")
 
     f0 = g0 = None
     if init is not None:
@@ -353,7 +359,21 @@ def _schedule(geom: Geometry, eps: torch.Tensor, scaling: float | None) -> list[
 
 
 def _iterate(
-    geom, A, Bw, eps, tau_a, tau_b, tol, max_iter, min_iter, scaling, f, g, every, momentum
+    geom,
+    A,
+    Bw,
+    eps,
+    tau_a,
+    tau_b,
+    tol,
+    max_iter,
+    min_iter,
+    scaling,
+    f,
+    g,
+    every,
+    momentum,
+    symmetric=False,
 ):
     """The Sinkhorn loop. Returns (f, g, converged (B,), n_iters, errors (k, B))."""
     log_a, log_b = safe_log(A.detach()), safe_log(Bw.detach())
@@ -379,12 +399,18 @@ def _iterate(
         # Check iterations are plain Sinkhorn steps, so that the violation read from the
         # g-update is the exact L1 marginal violation; the others are over-relaxed by omega.
         w = 1.0 if check else omega
-        f_t = -ta * ec * geom.lse(e, g / ec + log_b, axis=1, shift=f / ec)
-        f = f_t if w == 1.0 else torch.lerp(f, f_t, w)
-        g_t = -tb * ec * geom.lse(e, f / ec + log_a, axis=0, shift=g / ec)
-        if check:
-            err = (Bw.detach() * torch.expm1((g - g_t) / ec)).abs().sum(-1)
-        g = g_t if w == 1.0 else torch.lerp(g, g_t, w)
+        if symmetric:  # OT(α, α): g = f, averaged update f ← (f + T(f)) / 2
+            f_t = -ta * ec * geom.lse(e, f / ec + log_a, axis=1, shift=f / ec)
+            if check:  # P = a⊗a·exp((f⊕f − C)/ε) has both marginals a·exp((f − T(f))/ε)
+                err = 2 * (A.detach() * torch.expm1((f - f_t) / ec)).abs().sum(-1)
+            f = g = 0.5 * (f + f_t)
+        else:
+            f_t = -ta * ec * geom.lse(e, g / ec + log_b, axis=1, shift=f / ec)
+            f = f_t if w == 1.0 else torch.lerp(f, f_t, w)
+            g_t = -tb * ec * geom.lse(e, f / ec + log_a, axis=0, shift=g / ec)
+            if check:
+                err = (Bw.detach() * torch.expm1((g - g_t) / ec)).abs().sum(-1)
+            g = g_t if w == 1.0 else torch.lerp(g, g_t, w)
         if not check:
             continue
         errors.append(err)
@@ -393,7 +419,7 @@ def _iterate(
         if at_target and bool((err <= tol).all()):
             converged = err <= tol
             break
-        if momentum and len(errors) >= 2:
+        if momentum and not symmetric and len(errors) >= 2:
             omega = _overrelaxation(errors[-2], err, every, omega)
     err_t = torch.stack(errors)
     if not bool(converged.any()) and it >= len(levels):
