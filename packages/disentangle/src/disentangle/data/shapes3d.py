@@ -38,7 +38,7 @@ def _geometry_index(classes: np.ndarray) -> np.ndarray:
 
 def _render_all_geometry(out: np.ndarray, cfg: SceneConfig, progress: bool, chunk: int = 8) -> None:
     grid = FactorGrid(("scale", "shape", "orientation"), SHAPES3D_GRID.values[3:])
-    cls = grid.classes_of(np.arange(len(grid)))
+    cls = grid.classes_of(np.arange(min(len(grid), len(out))))
     vals = grid.values_of(cls)
     for start in tqdm(range(0, len(cls), chunk), disable=not progress, desc="3D Shapes geometry"):
         v = vals[start : start + chunk]
