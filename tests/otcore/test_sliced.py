@@ -129,3 +129,20 @@ def test_float32_and_haar_init():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_fast_barycentric_ascent_follows_the_generic_optimiser():
+    from otcore.sliced import _barycentric_ascent
+
+    g = _gen(11)
+    xs = torch.randn(3, 200, 16, dtype=torch.float64, generator=g)
+    xs[1] *= torch.linspace(0.5, 2.0, 16, dtype=torch.float64)
+    xs[2] += torch.linspace(-1, 1, 16, dtype=torch.float64)
+    w0 = random_stiefel(16, 3, generator=g, dtype=torch.float64)
+    fast = _barycentric_ascent(xs, w0, None, lr=0.1, max_iter=15, tol=1e-6)
+    slow = stiefel_ascent(lambda w: barycentric_sliced_objective(xs, w), w0, max_iter=15)
+    assert fast.n_evals == slow.n_evals
+    np.testing.assert_allclose(fast.values, slow.values, rtol=1e-9)
+    torch.testing.assert_close(fast.w, slow.w, rtol=0, atol=1e-7)
+    eye = torch.eye(3, dtype=torch.float64)
+    assert float((fast.w.T @ fast.w - eye).abs().max()) < 1e-10
