@@ -311,10 +311,29 @@ def run(cfg: AlignConfig) -> dict:
     if cfg.convergence:
         results["convergence"] = curves
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+    (run_dir / "table.md").write_text(markdown_table(results, cfg))
     if cfg.plots:
         plot_run(run_dir, cfg, first, curves)
     print(f"wrote {run_dir}")
     return results
+
+
+def markdown_table(results: dict, cfg: AlignConfig) -> str:
+    """Mean ± std over seeds of every metric, one row per method."""
+    wd_name = "WD (authors' avg.)" if len(cfg.classes or (0, 1)) > 2 or not cfg.image_data else "WD"
+    head = ["method", "TC", "latent WD", wd_name, "WD (true mean)", "fit s", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, e in results["methods"].items():
+        cells = [
+            f"{e[k]['mean']:.4f} ± {e[k]['std']:.4f}"
+            for k in ("transport_cost", "latent_wd", "wd", "wd_true_mean")
+        ]
+        lines.append(
+            f"| {method} | "
+            + " | ".join(cells)
+            + f" | {e['fit_seconds']['mean']:.1f} | {len(e['runs'])} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def plot_run(run_dir: Path, cfg: AlignConfig, first: dict, curves: dict) -> None:
@@ -383,8 +402,10 @@ def plot_run(run_dir: Path, cfg: AlignConfig, first: dict, curves: dict) -> None
             for ax, key in zip(axes, ("wd", "tc")):
                 vals = np.asarray([r[key] for r in runs])
                 mean, std = vals.mean(0), vals.std(0)
-                ax.plot(layers, mean, marker="o", ms=3, label=method)
-                ax.fill_between(layers, np.maximum(mean - std, 1e-12), mean + std, alpha=0.2)
+                keep = layers > 0 if key == "tc" else layers >= 0  # TC is 0 before any layer
+                lo = np.maximum(mean - std, 0.05 * mean)
+                ax.plot(layers[keep], mean[keep], marker="o", ms=3, label=method)
+                ax.fill_between(layers[keep], lo[keep], (mean + std)[keep], alpha=0.2)
         axes[0].set_ylabel(f"test WD (latent, {cfg.convergence_solver} W₂²)")
         axes[1].set_ylabel("test transport cost")
         for ax in axes:
