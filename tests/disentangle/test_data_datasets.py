@@ -284,3 +284,21 @@ def test_dataloader_with_workers(name):
     assert seen == 96
     _, y0 = ds[5]
     assert y0.tolist() == ds.grid.classes_of(5)[0].tolist()
+
+
+def test_memory_maps_pickle_by_reference(tmp_path):
+    import pickle
+
+    import disentangle.data.dsprites as mod
+
+    old = mod.N_IMAGES
+    mod.N_IMAGES = 512
+    try:
+        ds = make_dataset("dsprites", cache_dir=tmp_path, progress=False)
+    finally:
+        mod.N_IMAGES = old
+    blob = pickle.dumps(ds)
+    assert len(blob) < 10_000  # the 512 × 512-byte cache is not copied into the pickle
+    clone = pickle.loads(blob)
+    assert isinstance(clone._packed, np.memmap)
+    np.testing.assert_array_equal(clone.images([[0, 0, 0, 0, 7]]), ds.images([[0, 0, 0, 0, 7]]))

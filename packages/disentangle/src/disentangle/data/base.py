@@ -10,6 +10,7 @@ time a ``dismetrics.protocol.GroundTruthData`` (numpy, explicit ``np.random.Gene
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -103,6 +104,15 @@ class FactorGrid:
         return np.stack([rng.integers(0, s, size=n) for s in self.sizes], axis=1).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class _MemmapRef:
+    filename: str
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
+    order: str
+
+
 def _check_rng(rng: np.random.Generator | None) -> np.random.Generator:
     if rng is None:
         return np.random.default_rng()
@@ -189,6 +199,27 @@ class GroundTruthDataset(torch.utils.data.Dataset):
         """Batched fetch used by ``DataLoader`` (one vectorised read per batch)."""
         images, classes = self.batch(indices)
         return list(zip(images.unbind(0), classes.unbind(0)))
+
+    def __getstate__(self) -> dict:
+        """Pickle memory maps by reference (file, offset, dtype, shape), not by content, so
+        ``DataLoader`` workers started with ``spawn`` reopen the cache instead of copying it."""
+        state = self.__dict__.copy()
+        for key, value in state.items():
+            if isinstance(value, np.memmap) and value.filename is not None:
+                state[key] = _MemmapRef(
+                    value.filename, value.offset, value.dtype.str, value.shape,
+                    "F" if value.flags.f_contiguous and not value.flags.c_contiguous else "C",
+                )  # fmt: skip
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for key, value in state.items():
+            if isinstance(value, _MemmapRef):
+                state[key] = np.memmap(
+                    value.filename, dtype=value.dtype, mode="r", offset=value.offset,
+                    shape=value.shape, order=value.order,
+                )  # fmt: skip
+        self.__dict__.update(state)
 
     def subset(self, classes: Mapping[str, Sequence[int]]) -> FactorSubset:
         """A smaller grid keeping, for each named factor, only the listed classes."""

@@ -158,8 +158,8 @@ class Shapes3D(GroundTruthDataset):
         lookup[flat] = np.arange(flat.size)
         return lookup
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
         state["_h5"] = None  # h5py handles do not cross process boundaries; reopen lazily
         return state
 
