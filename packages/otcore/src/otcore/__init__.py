@@ -17,7 +17,10 @@ Conventions (shared by every function of the package):
 
 from otcore.costs import Cosine, Cost, Dot, Euclidean, SqEuclidean, get_cost
 from otcore.divergence import sinkhorn_divergence
+from otcore.gaps import GMGParts, distortion, gromov_monge_gap, monge_gap, pairwise_cost
 from otcore.geometry import Geometry, PointCloud, keops_available
+from otcore.gromov import GWOutput, gromov_wasserstein
+from otcore.lowrank import LowRankGeometry
 from otcore.sinkhorn import ConvergenceWarning, SinkhornOutput, sinkhorn
 
 __version__ = "0.1.0"
@@ -28,12 +31,20 @@ __all__ = [
     "Cost",
     "Dot",
     "Euclidean",
+    "GMGParts",
+    "GWOutput",
     "Geometry",
+    "LowRankGeometry",
     "PointCloud",
     "SinkhornOutput",
     "SqEuclidean",
+    "distortion",
     "get_cost",
+    "gromov_monge_gap",
+    "gromov_wasserstein",
     "keops_available",
+    "monge_gap",
+    "pairwise_cost",
     "sinkhorn",
     "sinkhorn_divergence",
 ]

@@ -39,9 +39,18 @@ from otcore._validation import as_weights, check_finite, check_positive
 from otcore.costs import SqEuclidean
 from otcore.geometry import Geometry, PointCloud
 from otcore.lowrank import LowRankGeometry
-from otcore.sinkhorn import ConvergenceWarning, SinkhornOutput, entropy, safe_log, sinkhorn
+from otcore.sinkhorn import (
+    ConvergenceWarning,
+    SinkhornOutput,
+    _schedule,
+    entropy,
+    safe_log,
+    sinkhorn,
+)
 
 __all__ = ["GWOutput", "gromov_wasserstein"]
+
+ANNEAL_CAP = 25
 
 
 class _FrozenPlanApply(torch.autograd.Function):
@@ -245,7 +254,7 @@ class _SqEuclideanQuadratic:
         return -4 * (prev["s"] * st["Pt"]).sum(1) - 16 * (prev["Z"] * Znew).sum((1, 2))
 
     def live_energy(self, st: dict, op: _PlanOp | None) -> torch.Tensor:
-        x, y, A, Bw = self.x, self.y, self.A, self.Bw
+        x, y, Bw = self.x, self.y, self.Bw
         p = st["p"]
         yt = y - (Bw[..., None] * y).sum(1, keepdim=True) / Bw.sum(1)[:, None, None]
         t = (yt**2).sum(2)
@@ -300,6 +309,7 @@ def gromov_wasserstein(
     min_iter: int = 5,
     max_iter: int = 50,
     init: torch.Tensor | None = None,
+    epsilon_scaling: float | None = 0.5,
     inner_tol: float = 1e-3,
     inner_max_iter: int = 1000,
     low_rank: bool | None = None,
@@ -328,6 +338,10 @@ def gromov_wasserstein(
         tol: stop when |Δ reg_value| ≤ tol·|reg_value| between two outer steps.
         min_iter, max_iter: bounds on the number of outer steps.
         init: an initial coupling (n, m) or (B, n, m) (default a⊗b).
+        epsilon_scaling: ε-annealing across outer steps: the first steps solve at
+            ε_k = max(ε, diam·s^k), with diam the spread of the first linearised cost, each
+            warm-started from the last (``None`` or 1: every step at ε). The stopping test
+            starts once ε is reached. Ignored with ``init``.
         inner_tol, inner_max_iter: tolerance (L1 marginal violation) and iteration cap of each
             inner Sinkhorn solve.
         low_rank: use the centred low-rank identity for squared-Euclidean point clouds
@@ -446,13 +460,16 @@ def gromov_wasserstein(
     with torch.no_grad():
         for it in it_range:
             G = quad.linearize(st, lin_backend, batched)
+            if it == 0:  # annealing, unless a starting coupling was given
+                levels = _schedule(G, eps, None if init is not None else epsilon_scaling)
+            eps_it = levels[it] if it < len(levels) else eps
             out = sinkhorn(
                 G,
                 a_,
                 b_,
-                epsilon=unb(eps),
+                epsilon=unb(eps_it),
                 tol=inner_tol,
-                max_iter=inner_max_iter,
+                max_iter=inner_max_iter if it >= len(levels) else min(inner_max_iter, ANNEAL_CAP),
                 init=fg,
                 warn=False,
                 **kw,
@@ -462,14 +479,14 @@ def gromov_wasserstein(
             op = _PlanOp.from_output(out, A, Bw)
             new = quad.state_from(op)
             energy = quad.energy(new)
-            kl = (out.value.reshape(Bn) - quad.lin_cost(st, new)) / eps
+            kl = (out.value.reshape(Bn) - quad.lin_cost(st, new)) / eps_it
             cost = energy + eps * kl.clamp_min(0)
             if not bool(torch.isfinite(cost).all()):
                 raise FloatingPointError(
                     "Gromov-Wasserstein produced a non-finite cost; try float64 inputs or a "
                     "larger `epsilon`."
                 )
-            if costs:
+            if costs and it >= len(levels):
                 prev = costs[-1]
                 rel = (cost - prev).abs() <= tol * cost.abs().clamp_min(torch.finfo(dtype).tiny)
                 inner_ok = torch.as_tensor(out.converged, device=dev).reshape(-1)

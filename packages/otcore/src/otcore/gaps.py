@@ -1,0 +1,257 @@
+"""Map regularisers built on OT: the Monge gap, the distortion and the Gromov-Monge gap.
+
+For a map T and reference points x_1..x_n (uniform weights), with y_i = T(x_i):
+
+* Monge gap (Uscidda & Cuturi 2023; OTT-JAX ``monge_gap_from_samples``):
+  MG = (1/n) Σ_i c(x_i, y_i) − W_{c,ε}(x, y), with W_{c,ε} the ``ent_reg_cost`` ⟨P,C⟩ − εH(P)
+  of :func:`otcore.sinkhorn`. It is ≥ ε log n (the identity coupling is feasible) and close to
+  that bias when T is c-optimal (``papers/ot.md`` §3.6).
+* Distortion (Uscidda, Eyring et al. 2025, "Disentangled Representation Learning with the
+  Gromov-Monge Gap", DST of §1.2 of ``papers/gmg.md``): DST = (1/n²) Σ_ij (Cx_ij − Cy_ij)²
+  with Cx_ij = c_X(x_i, x_j), Cy_ij = c_Y(y_i, y_j).
+* Gromov-Monge gap (same paper, ``papers/gmg.md`` §1.3–1.4): GMG = DST − GW, with GW the
+  quadratic objective E(P*) = Σ (Cx_ik − Cy_jl)² P*_ij P*_kl at the entropic GW coupling P*
+  of :func:`otcore.gromov_wasserstein` at ε = ε0·mean(Cx)·mean(Cy) (stop-gradient; the
+  paper's Algorithm 1 with stat = mean), P* frozen (envelope/Danskin gradient, as OTT-JAX).
+
+Convention: no ½ in DST nor in GW (square loss (a − b)²), so our DST and GMG are **twice** the
+paper's definitions, and GMG = 0 at a Gromov-Monge-optimal map.
+
+Costs for DST/GMG: ``"sqeuclidean"`` ‖u − v‖², ``"scaled_sqeuclidean"`` (each n × n matrix
+divided by its own mean under stop-gradient — the ScL2² of the paper as read in
+``papers/gmg.md`` §1.5), ``"cosine"`` 1 − cos(u, v) (the gaps are unchanged by the constant
+1 − ·, and the non-negative form keeps ε > 0), or any :class:`~otcore.Cost` / cost name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from otcore._validation import as_points
+from otcore.costs import Cost, get_cost
+from otcore.geometry import Geometry, PointCloud
+from otcore.gromov import GWOutput, gromov_wasserstein
+from otcore.sinkhorn import SinkhornOutput, sinkhorn
+
+__all__ = ["GMGParts", "distortion", "gromov_monge_gap", "monge_gap", "pairwise_cost"]
+
+#: Default ε0 of :func:`gromov_monge_gap`. The paper's ε0 values are not stated in the
+#: sources available to us (``papers/gmg.md`` §1.6); 0.01 is the largest value of the grid
+#: {0.1, 0.03, 0.01, 0.003} at which the GW coupling of an isometry is sharp (n = 64).
+DEFAULT_EPSILON0 = 0.01
+
+_SCALED = "scaled_sqeuclidean"
+
+
+def _points(name: str, z: torch.Tensor) -> torch.Tensor:
+    z = as_points(name, z)
+    if z.ndim > 3:
+        raise ValueError(
+            f"`{name}` must be (n, d) or (B, n, d); got shape {tuple(z.shape)}. Flatten each "
+            "point first (e.g. images with `x.flatten(1)`)."
+        )
+    return z
+
+
+def _pair(x, y, cost_x, cost_y):
+    x = _points("x", x)
+    y = _points("y", y(x) if callable(y) else y)
+    if x.ndim != y.ndim or x.shape[:-1] != y.shape[:-1]:
+        raise ValueError(
+            "`x` and `y` must hold the same points (n, ·) or (B, n, ·): y_i is the image of "
+            f"x_i; got shapes {tuple(x.shape)} and {tuple(y.shape)}."
+        )
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    return x.to(dtype), y.to(dtype), cost_x, cost_x if cost_y is None else cost_y
+
+
+def pairwise_cost(z: torch.Tensor, cost: str | Cost = "sqeuclidean") -> torch.Tensor:
+    """The within-cloud cost matrix C_ij = c(z_i, z_j): (n, n) or (B, n, n).
+
+    ``cost`` is a :class:`~otcore.Cost`, a cost name, or ``"scaled_sqeuclidean"``
+    (‖z_i − z_j‖² divided by its mean over the (n, n) matrix, mean under stop-gradient).
+    """
+    if isinstance(cost, str) and cost.lower() == _SCALED:
+        C = get_cost("sqeuclidean").pairwise(z, z)
+        mean = C.detach().mean((-1, -2), keepdim=True)
+        if not bool((mean > 0).all()):
+            raise ValueError("`scaled_sqeuclidean` needs at least two distinct points.")
+        return C / mean
+    try:
+        c = get_cost(cost)
+    except ValueError:
+        raise ValueError(
+            f"Unknown cost {cost!r}; expected 'sqeuclidean', 'scaled_sqeuclidean', 'cosine', "
+            "another cost name or a Cost instance."
+        ) from None
+    return c.pairwise(z, z)
+
+
+def distortion(
+    x: torch.Tensor,
+    y: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    cost_x: str | Cost = "sqeuclidean",
+    cost_y: str | Cost | None = None,
+) -> torch.Tensor:
+    """Distortion DST = (1/n²) Σ_ij (Cx_ij − Cy_ij)² of the map x_i ↦ y_i (no ½).
+
+    Args:
+        x: (n, dx) or (B, n, dx) reference points.
+        y: (n, dy) or (B, n, dy) their images, or the map itself (called on ``x``).
+        cost_x, cost_y: costs within each space (``cost_y=None`` means ``cost_x``); see
+            :func:`pairwise_cost`.
+
+    Returns:
+        () or (B,) tensor, differentiable in x and y. Twice the paper's DST (gmg.md §1.2).
+
+    Example:
+        >>> import torch, otcore
+        >>> x = torch.randn(8, 3)
+        >>> bool(otcore.distortion(x, x + 1.0) < 1e-8)  # a translation is an isometry
+        True
+    """
+    x, y, cx, cy = _pair(x, y, cost_x, cost_y)
+    return ((pairwise_cost(x, cx) - pairwise_cost(y, cy)) ** 2).mean((-1, -2))
+
+
+def monge_gap(
+    x: torch.Tensor,
+    y: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    cost: str | Cost = "sqeuclidean",
+    *,
+    epsilon: float = 0.05,
+    relative_epsilon: Literal["mean", "std"] | None = "mean",
+    return_output: bool = False,
+    **sinkhorn_kwargs,
+) -> torch.Tensor | tuple[torch.Tensor, SinkhornOutput]:
+    """Monge gap MG = (1/n) Σ_i c(x_i, y_i) − (⟨P,C⟩ − εH(P)) of the map x_i ↦ y_i.
+
+    Uscidda & Cuturi (2023), "The Monge Gap", eq. (4) with the entropic estimator (OTT-JAX
+    ``monge_gap_from_samples``). Uniform weights; ≥ 0 (at least ε log n); ≈ ε log n when the
+    map is c-optimal (e.g. the gradient of a convex function for ‖·‖²).
+
+    Args:
+        x: (n, d) or (B, n, d) reference points.
+        y: their images (same shape), or the map itself (called on ``x``).
+        cost: ground cost c (default ‖x − y‖²).
+        epsilon, relative_epsilon: ε of the entropic problem, absolute or relative to the
+            mean/std of the cost matrix (default 0.05 × mean, statistic under stop-gradient).
+        return_output: also return the :class:`~otcore.SinkhornOutput`.
+        **sinkhorn_kwargs: passed to :func:`~otcore.sinkhorn` (tol, max_iter, backend via
+            a PointCloud is "auto").
+
+    Returns:
+        () or (B,) gap, differentiable in x and y (envelope gradient of the OT term).
+
+    Example:
+        >>> import torch, otcore
+        >>> x = torch.randn(256, 2, dtype=torch.float64)
+        >>> A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)  # SPD: optimal
+        >>> R = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)  # a rotation: not
+        >>> gap = lambda y: otcore.monge_gap(x, y, epsilon=0.002)
+        >>> bool(gap(x @ A) < 0.1 * gap(x @ R))
+        True
+    """
+    x, y, c, _ = _pair(x, y, cost, None)
+    c = get_cost(c)
+    out = sinkhorn(
+        PointCloud(x, y, cost=c),
+        epsilon=epsilon,
+        relative_epsilon=relative_epsilon,
+        **sinkhorn_kwargs,
+    )
+    gap = c.elementwise(x, y).mean(-1) - out.ent_reg_cost
+    return (gap, out) if return_output else gap
+
+
+@dataclass(frozen=True, eq=False)
+class GMGParts:
+    """The Gromov-Monge gap and its parts (for logging).
+
+    Attributes:
+        value: () or (B,) GMG = distortion − gw_value (≤ distortion; ≥ 0 up to the ε bias).
+        distortion: () or (B,) DST (no ½).
+        gw_value: () or (B,) E(P*), the quadratic GW objective at the frozen coupling.
+        plan: (n, n) or (B, n, n) the entropic GW coupling P* (detached).
+        gw: the full :class:`~otcore.GWOutput` (``gw.value`` = E(P*), convergence info).
+    """
+
+    value: torch.Tensor
+    distortion: torch.Tensor
+    gw_value: torch.Tensor
+    plan: torch.Tensor
+    gw: GWOutput
+
+
+def gromov_monge_gap(
+    x: torch.Tensor,
+    y: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    cost_x: str | Cost = "sqeuclidean",
+    cost_y: str | Cost | None = None,
+    *,
+    epsilon0: float = DEFAULT_EPSILON0,
+    detach_reference: bool = False,
+    return_parts: bool = False,
+    **gw_kwargs,
+) -> torch.Tensor | GMGParts:
+    """Gromov-Monge gap GMG = DST − GW of the map x_i ↦ y_i (no ½; twice the paper's value).
+
+    Uscidda, Eyring, Roth, Theis, Akata & Cuturi (ICLR 2025), GMG_r(T) = DST_r(T) −
+    GW(r, T♯r), estimated on a batch (``papers/gmg.md`` §1.4): Cx, Cy are the n × n costs of
+    the reference points and of their images; the entropic GW coupling P* is solved at
+    ε = ε0·mean(Cx)·mean(Cy) (stop-gradient, Algorithm 1 with stat = mean) and frozen, so
+    gradients are the envelope (Danskin) gradient of E(P*) (OTT-JAX convention). The GW
+    solver starts from the map's own coupling (1/n)·I (whose objective is DST), so GMG ≤ DST
+    always and GMG ≥ 0 up to the entropic bias (about −ε log n at worst); GMG ≈ 0 for a
+    Gromov-Monge-optimal map such as an isometry, even when DST > 0 is unavoidable.
+
+    ε0 matters: with our (no-½) convention the entropic coupling is only sharp for
+    ε0 ≲ 0.01 (at ε0 = 0.1 the coupling of an exact isometry keeps ~10 % of its mass on the
+    diagonal for n = 64, see ``docs/GMG_TOY.md``), so the default is 0.01.
+
+    Args:
+        x: (n, dx) or (B, n, dx) reference points (flatten images first: (n, C·H·W)).
+        y: (n, dy) or (B, n, dy) their images under the map, or the map (called on ``x``).
+        cost_x: cost within the reference space: ``"sqeuclidean"``, ``"scaled_sqeuclidean"``,
+            ``"cosine"`` or any :class:`~otcore.Cost`; ``cost_y=None`` uses the same.
+        epsilon0: ε0 > 0 of ε = ε0·mean(Cx)·mean(Cy) (default 0.01; the paper's values are
+            not in the sources available to us, ``papers/gmg.md`` §1.6).
+        detach_reference: stop gradients into ``x`` (the reference treated as a fixed sample).
+        return_parts: return a :class:`GMGParts` (value, distortion, gw_value, plan, gw).
+        **gw_kwargs: passed to :func:`~otcore.gromov_wasserstein` (tol, max_iter, init, ...;
+            defaults here: ``init`` = (1/n)·I, ``min_iter=2``, ``warn=False``).
+
+    Returns:
+        () or (B,) tensor (or :class:`GMGParts`), differentiable in y (and x unless detached).
+
+    Example:
+        >>> import torch, otcore
+        >>> x = torch.randn(64, 10, dtype=torch.float64)
+        >>> Q = torch.linalg.qr(torch.randn(10, 10, dtype=torch.float64))[0]
+        >>> parts = otcore.gromov_monge_gap(x, x @ Q, return_parts=True)  # an isometry
+        >>> bool(abs(parts.value) < 1e-4 * otcore.distortion(x, x[torch.randperm(64)]))
+        True
+    """
+    x, y, cx, cy = _pair(x, y, cost_x, cost_y)
+    if detach_reference:
+        x = x.detach()
+    Cx, Cy = pairwise_cost(x, cx), pairwise_cost(y, cy)
+    dst = ((Cx - Cy) ** 2).mean((-1, -2))
+    gw_kwargs.setdefault("warn", False)
+    gw_kwargs.setdefault("min_iter", 2)
+    if "init" not in gw_kwargs:  # the map's own coupling (1/n)·I
+        n = x.shape[-2]
+        eye = torch.eye(n, dtype=x.dtype, device=x.device) / n
+        gw_kwargs["init"] = eye.expand(Cx.shape) if Cx.ndim == 3 else eye
+    gw = gromov_wasserstein(
+        Geometry(Cx), Geometry(Cy), epsilon=epsilon0, relative_epsilon="mean", **gw_kwargs
+    )
+    gw_value = gw.value
+    value = dst - gw_value
+    if not return_parts:
+        return value
+    return GMGParts(value=value, distortion=dst, gw_value=gw_value, plan=gw.plan().detach(), gw=gw)
