@@ -53,7 +53,7 @@ class Args:
     dst_weight: float = 1.0
     """λ of the DST regulariser."""
     extra: tuple[str, ...] = ()
-    """More apps/train.py flags for every run, e.g. --extra --data.size 20000."""
+    """More apps/train.py flags for every run, e.g. --extra --train.lr 5e-4."""
     table_only: bool = False
     """Only rebuild summary.md from the finished runs."""
 

@@ -16,10 +16,9 @@ from disentangle.train import Config
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN, EVALUATE = str(ROOT / "apps" / "train.py"), str(ROOT / "apps" / "evaluate.py")
 
-# A tiny run on the generated dSprites: small subsample, 32×32 images, MLP, a few steps.
+# A tiny run on the generated dSprites: its small sub-grid, an MLP, a few steps.
 TINY = [
-    "--data.size", "512",
-    "--data.image-size", "32",
+    "--data.tiny",
     "--model.architecture", "mlp",
     "--model.latent-dim", "4",
     "--train.steps", "4",

@@ -109,7 +109,7 @@ class GeometricRegulariser:
         side: Side = "decoder",
         cost: Cost = "cosine",
         weight: float = 1.0,
-        epsilon0: float = 0.1,
+        epsilon0: float = 0.01,
         detach_reference: bool = True,
     ) -> None:
         if kind not in KINDS:

@@ -49,12 +49,7 @@ def build_dataset(cfg: Config) -> Any:
     """The training dataset: a torch ``Dataset`` that is also a ``GroundTruthData``."""
     from disentangle.data import make_dataset
 
-    options: dict[str, Any] = {}
-    if cfg.data.size is not None:
-        options["size"] = cfg.data.size
-    if cfg.data.image_size is not None:
-        options["image_size"] = cfg.data.image_size
-    return make_dataset(cfg.data.name, seed=cfg.train.seed, **options)
+    return make_dataset(cfg.data.name, path=cfg.data.path, tiny=cfg.data.tiny)
 
 
 def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: int) -> VAE:
@@ -178,7 +173,8 @@ def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
     _check_run_dir(cfg, run_dir)
     state.wait_for_everyone()
     set_seed(cfg.train.seed, deterministic=cfg.train.deterministic)
-    data = dataset if dataset is not None else build_dataset(cfg)
+    with state.main_process_first():  # a dataset cache is generated once, by the main process
+        data = dataset if dataset is not None else build_dataset(cfg)
     model = build_model(cfg, tuple(data.observation_shape), len(data))
     if state.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
