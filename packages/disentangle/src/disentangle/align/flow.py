@@ -274,6 +274,8 @@ class IterativeAlignmentFlow(nn.Module):
             raise ValueError(f"`split` must be 'all' or 'half', got {split!r}.")
         if not isinstance(n_layers, int) or n_layers < 1:
             raise ValueError(f"`n_layers` must be a positive integer, got {n_layers!r}.")
+        if isinstance(X, torch.Tensor):
+            self.to(device=X.device)  # fit where the data live
         x, yi = self._prepare(X, y)
         self.to(dtype=x.dtype)
         counts = torch.bincount(yi, minlength=self.n_classes)
