@@ -48,9 +48,9 @@ class Args:
     """Optimizer steps per run."""
     beta: float = 4.0
     """β of β-VAE (KL weight) and β-TCVAE (TC weight)."""
-    gmg_weight: float = 1.0
+    gmg_weight: float = 5000.0
     """λ of the GMG regulariser."""
-    dst_weight: float = 1.0
+    dst_weight: float = 5000.0
     """λ of the DST regulariser."""
     extra: tuple[str, ...] = ()
     """More apps/train.py flags for every run, e.g. --extra --train.lr 5e-4."""
