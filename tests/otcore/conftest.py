@@ -3,8 +3,6 @@
 import pytest
 import torch
 
-import otcore
-
 
 @pytest.fixture
 def problem():

@@ -77,6 +77,6 @@ def test_divergence_nonnegative_symmetric_zero_on_identical(problem):
     kw = dict(epsilon=5 * eps, tol=1e-8, max_iter=5000)
     sxy = otcore.sinkhorn_divergence(x, y, a, b, **kw)
     syx = otcore.sinkhorn_divergence(y, x, b, a, **kw)
-    assert float(sxy) >= -1e-9
+    assert float(sxy) >= -1e-7  # >= 0 up to the solvers' tolerance
     torch.testing.assert_close(sxy, syx, rtol=1e-6, atol=1e-9)
     assert float(otcore.sinkhorn_divergence(x, x, a, a, **kw)) == 0.0

@@ -52,21 +52,32 @@ def sinkhorn_divergence(
         >>> x = torch.randn(100, 2)
         >>> float(otcore.sinkhorn_divergence(x, x))
         0.0
+        >>> float(otcore.sinkhorn_divergence(x, x + 1)) > 0
+        True
     """
-    gxy = PointCloud(x, y, cost=cost, backend=backend)
+    gxx = PointCloud(x, x, cost=cost, backend=backend)
     eps = epsilon
-    if relative_epsilon is not None:
-        out = sinkhorn(
-            gxy, a, b, epsilon=epsilon, relative_epsilon=relative_epsilon, **sinkhorn_kwargs
-        )
-        eps = out.epsilon
-    else:
-        out = sinkhorn(gxy, a, b, epsilon=eps, **sinkhorn_kwargs)
-    gxx = PointCloud(x, x, cost=cost, backend=gxy.backend)
-    gyy = PointCloud(y, y, cost=cost, backend=gxy.backend)
+    if relative_epsilon is not None:  # one absolute ε, from the cross cost, for all terms
+        gxy = PointCloud(x, y, cost=cost, backend=backend)
+        stat = gxy.mean_cost() if relative_epsilon == "mean" else gxy.std_cost()
+        eps = epsilon * (stat if gxy.batched else stat[0])
     oxx = sinkhorn(gxx, a, a, epsilon=eps, symmetric=True, **sinkhorn_kwargs)
+    if _same_measure(x, y, oxx.a, b):  # the cross problem is the symmetric one: S = 0
+        return oxx.value - oxx.value
+    gyy = PointCloud(y, y, cost=cost, backend=gxx.backend)
     oyy = sinkhorn(gyy, b, b, epsilon=eps, symmetric=True, **sinkhorn_kwargs)
+    out = sinkhorn(
+        PointCloud(x, y, cost=cost, backend=backend), a, b, epsilon=eps, **sinkhorn_kwargs
+    )
     div = out.value - 0.5 * (oxx.value + oyy.value)
     if sinkhorn_kwargs.get("tau_a", 1.0) != 1.0 or sinkhorn_kwargs.get("tau_b", 1.0) != 1.0:
         div = div + 0.5 * out.epsilon * (out.a.sum(-1) - out.b.sum(-1)) ** 2
     return div
+
+
+def _same_measure(
+    x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None
+) -> bool:
+    if x.shape != y.shape or not torch.equal(x, y):
+        return False
+    return b is None or torch.equal(a, torch.as_tensor(b).to(a))

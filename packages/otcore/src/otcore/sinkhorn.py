@@ -263,6 +263,7 @@ def sinkhorn(
             g0,
             int(check_every),
             momentum,
+            symmetric,
         )
     if grad == "implicit" and torch.is_grad_enabled():
         from otcore.implicit import implicit_potentials
@@ -393,34 +394,41 @@ def _iterate(
         ta = 1.0 if rho_a is None else (rho_a / (rho_a + e))[:, None]
         tb = 1.0 if rho_b is None else (rho_b / (rho_b + e))[:, None]
         ec = e[:, None]
-        it += 1
         at_target = it >= len(levels)
+        it += 1
         check = it == max_iter or (at_target and it >= min_iter and (it - len(levels)) % every == 0)
         # Check iterations are plain Sinkhorn steps, so that the violation read from the
         # g-update is the exact L1 marginal violation; the others are over-relaxed by omega.
         w = 1.0 if check else omega
         if symmetric:  # OT(α, α): g = f, averaged update f ← (f + T(f)) / 2
             f_t = -ta * ec * geom.lse(e, f / ec + log_a, axis=1, shift=f / ec)
+            f_next = g_next = 0.5 * (f + f_t)
             if check:  # P = a⊗a·exp((f⊕f − C)/ε) has both marginals a·exp((f − T(f))/ε)
+                log_norm = (f - f_t / ta) / ec
                 err = 2 * (A.detach() * torch.expm1((f - f_t) / ec)).abs().sum(-1)
-            f = g = 0.5 * (f + f_t)
         else:
             f_t = -ta * ec * geom.lse(e, g / ec + log_b, axis=1, shift=f / ec)
-            f = f_t if w == 1.0 else torch.lerp(f, f_t, w)
+            if check:  # log of the f-update's normaliser, log(P1/a) of the previous plan
+                log_norm = (f - f_t / ta) / ec
+            f = f_next = f_t if w == 1.0 else torch.lerp(f, f_t, w)
             g_t = -tb * ec * geom.lse(e, f / ec + log_a, axis=0, shift=g / ec)
-            if check:
+            g_next = g_t if w == 1.0 else torch.lerp(g, g_t, w)
+            if check:  # column violation of the plan (f, g): its rows are exact
                 err = (Bw.detach() * torch.expm1((g - g_t) / ec)).abs().sum(-1)
-            g = g_t if w == 1.0 else torch.lerp(g, g_t, w)
-        if not check:
-            continue
-        errors.append(err)
-        if not bool(torch.isfinite(err).all()):
-            break
-        if at_target and bool((err <= tol).all()):
-            converged = err <= tol
-            break
-        if momentum and not symmetric and len(errors) >= 2:
-            omega = _overrelaxation(errors[-2], err, every, omega)
+        if check:
+            # On stopping, return the potentials whose violation was just measured. A check
+            # counts only if no row was far from its marginal (|log(P1/a)| < 30), so that the
+            # fast soft-min's exponent clamp cannot have altered the update.
+            errors.append(err)
+            if not bool(torch.isfinite(err).all()) or it == max_iter:
+                break
+            ok = (err <= tol) & (log_norm.abs().amax(-1) < 30.0)
+            if at_target and bool(ok.all()):
+                converged = ok
+                break
+            if momentum and not symmetric and len(errors) >= 2:
+                omega = _overrelaxation(errors[-2], err, every, omega)
+        f, g = f_next, g_next
     err_t = torch.stack(errors)
     if not bool(converged.any()) and it >= len(levels):
         converged = torch.isfinite(err_t[-1]) & (err_t[-1] <= tol)
