@@ -15,7 +15,7 @@ of ``deepmind/dsprites-dataset:dsprites.gif``; see ``apps/calibrate_dsprites.py`
 * orientation θ rotates the shape counter-clockwise on screen about that centre;
 * at scale s: square of side 19.197·s; ellipse with semi-axes 12.766·s (horizontal at θ = 0)
   and 7.2137·s; heart (lobes up, tip down) given by a polar outline r(φ)·s, φ measured from
-  "up", a 24-knot piecewise-linear profile (:data:`HEART_PROFILE`).
+  "up", a 24-knot piecewise-linear profile (:class:`SpriteGeometry`).
 
 With these the best-matching generated image reproduces every real frame with IoU ≥ 0.97.
 Exact duplicates exist only where the real file has them: orientation 0 and 2π.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ __all__ = [
     "DSprites",
     "DSpritesArrays",
     "NoisyDSprites",
+    "SpriteGeometry",
     "dsprites_metadata",
     "generate_dsprites",
     "load_dsprites_npz",
@@ -67,40 +68,52 @@ DSPRITES_GRID = FactorGrid(FILE_NAMES[1:], FILE_VALUES[1:])
 N_IMAGES = 737_280
 IMAGE_SIZE = 64
 
-# Calibrated geometry (scale 1, pixels); see the module docstring.
-SQUARE_SIDE = 19.197
-ELLIPSE_AXES = (12.766, 7.2137)
-#: heart outline radius at 24 equally spaced angles φ ∈ [0, π] from "up" (mirror-symmetric)
-HEART_PROFILE = (
-    5.195, 7.408, 9.036, 10.145, 10.839, 11.195, 11.267, 11.105, 10.773, 10.191, 9.322, 8.518,
-    7.740, 7.097, 6.591, 6.258, 6.017, 5.896, 5.917, 6.017, 6.312, 6.767, 7.599, 9.117,
-)  # fmt: skip
+
+@dataclass(frozen=True)
+class SpriteGeometry:
+    """Shape sizes at scale 1, in pixels of the 64×64 canvas (see the module docstring).
+
+    ``heart_profile`` is the heart's outline radius at equally spaced angles φ ∈ [0, π]
+    measured from "up" (the outline is mirror-symmetric), linearly interpolated.
+    """
+
+    square_side: float = 19.197
+    ellipse_axes: tuple[float, float] = (12.766, 7.2137)
+    heart_profile: tuple[float, ...] = (
+        5.195, 7.408, 9.036, 10.145, 10.839, 11.195, 11.267, 11.105, 10.773, 10.191, 9.322,
+        8.518, 7.740, 7.097, 6.591, 6.258, 6.017, 5.896, 5.917, 6.017, 6.312, 6.767, 7.599,
+        9.117,
+    )  # fmt: skip
+
+    @property
+    def max_radius(self) -> float:
+        """The farthest any shape reaches from its centre."""
+        return max(self.square_side / np.sqrt(2), *self.ellipse_axes, *self.heart_profile)
+
+
+#: the geometry calibrated on the real frames (``apps/calibrate_dsprites.py --refit``)
+CALIBRATED = SpriteGeometry()
 GENERATOR_VERSION = 1
-_MAX_RADIUS = SQUARE_SIDE / np.sqrt(2)  # the farthest any shape reaches from its centre
 
 
-def window_size(scale: float) -> int:
+def window_size(scale: float, geometry: SpriteGeometry = CALIBRATED) -> int:
     """Even side of a window around the sprite centre that holds every on-pixel at ``scale``."""
-    return 2 * int(np.ceil(_MAX_RADIUS * scale + 1))
+    return 2 * int(np.ceil(geometry.max_radius * scale + 1))
 
 
 def _generator_params() -> dict:
-    return {
-        "version": GENERATOR_VERSION,
-        "square_side": SQUARE_SIDE,
-        "ellipse_axes": ELLIPSE_AXES,
-        "heart_profile": HEART_PROFILE,
-    }
+    return {"version": GENERATOR_VERSION, **asdict(CALIBRATED)}
 
 
 def render_sprite_windows(
-    classes: np.ndarray, win: int | None = None
+    classes: np.ndarray, win: int | None = None, geometry: SpriteGeometry = CALIBRATED
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterise sprites into square windows around their centres.
 
     Args:
         classes: ``(n, 5)`` classes (shape, scale, orientation, posX, posY).
         win: even window side; default :func:`window_size` of the largest scale present.
+        geometry: shape sizes (default: calibrated on the real frames).
 
     Returns:
         ``(masks (n, win, win) bool, top (n,), left (n,))``: the window of sprite ``i``
@@ -110,8 +123,8 @@ def render_sprite_windows(
     cls = DSPRITES_GRID.check_classes(classes, "classes")
     n = cls.shape[0]
     if win is None:
-        win = window_size(FILE_VALUES[2][cls[:, 1].max()]) if n else 2
-    if win % 2 or win < window_size(FILE_VALUES[2][cls[:, 1].max()] if n else 0.5):
+        win = window_size(FILE_VALUES[2][cls[:, 1].max()], geometry) if n else 2
+    if win % 2 or win < window_size(FILE_VALUES[2][cls[:, 1].max()] if n else 0.5, geometry):
         raise ValueError(f"win must be even and large enough for the scales present, got {win}")
     shape = cls[:, 0]
     s = FILE_VALUES[2][cls[:, 1]]
@@ -135,14 +148,14 @@ def render_sprite_windows(
         u = x * c + v0 * si  # rotate the pixel into the sprite's frame (inverse of CCW θ)
         v = v0 * c - x * si
         if kind == 0:
-            half = SQUARE_SIDE / 2
+            half = geometry.square_side / 2
             inside = (u.abs() <= half) & (v.abs() <= half)
         elif kind == 1:
-            a, b = ELLIPSE_AXES
+            a, b = geometry.ellipse_axes
             inside = (u / a) ** 2 + (v / b) ** 2 <= 1.0
         else:
-            prof = torch.tensor(HEART_PROFILE)
-            k = len(HEART_PROFILE) - 1
+            prof = torch.tensor(geometry.heart_profile)
+            k = len(geometry.heart_profile) - 1
             pos = torch.atan2(u.abs(), v) * (k / np.pi)
             i0 = pos.floor().clamp(0, k - 1)
             w = pos - i0
@@ -152,7 +165,9 @@ def render_sprite_windows(
     return masks.numpy(), top, left
 
 
-def render_dsprites(classes: np.ndarray, chunk: int = 8192) -> np.ndarray:
+def render_dsprites(
+    classes: np.ndarray, chunk: int = 8192, geometry: SpriteGeometry = CALIBRATED
+) -> np.ndarray:
     """Render dSprites-like images ``(n, 64, 64)`` uint8 in {0, 1} for ``(n, 5)`` classes."""
     cls = DSPRITES_GRID.check_classes(classes, "classes")
     n = cls.shape[0]
@@ -163,8 +178,8 @@ def render_dsprites(classes: np.ndarray, chunk: int = 8192) -> np.ndarray:
         part = cls[start : start + chunk]
         for scale in np.unique(part[:, 1]):
             rows = np.flatnonzero(part[:, 1] == scale)
-            win = window_size(FILE_VALUES[2][scale])
-            masks, top, left = render_sprite_windows(part[rows], win)
+            win = window_size(FILE_VALUES[2][scale], geometry)
+            masks, top, left = render_sprite_windows(part[rows], win, geometry)
             key = top * IMAGE_SIZE + left
             order = np.argsort(key, kind="stable")
             bounds = np.flatnonzero(np.diff(key[order])) + 1

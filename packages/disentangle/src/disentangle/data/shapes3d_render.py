@@ -232,5 +232,6 @@ def compose(
         ],
         axis=1,
     ).astype(np.float32)  # (n, 4 regions, 3 channels)
-    out = np.einsum("nrc,nrhw->nchw", palette, coeff, optimize=True)
-    return np.clip(out, 0.0, 1.0, out=out)
+    n, _, h, w = coeff.shape
+    out = np.matmul(palette.transpose(0, 2, 1), coeff.reshape(n, 4, h * w))
+    return np.clip(out, 0.0, 1.0, out=out).reshape(n, 3, h, w)
