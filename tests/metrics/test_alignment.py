@@ -75,6 +75,7 @@ def test_pairwise_normalisations():
 def test_latent_wasserstein_zero_for_identical_classes_under_exact_solver():
     z = np.random.default_rng(3).normal(size=(50, 2))
     assert latent_wasserstein(np.r_[z, z], np.repeat([0, 1], 50), solver="exact") < 1e-12
+    assert latent_wasserstein(np.r_[z, z[:40]], np.repeat([0, 1], [50, 40]), solver="exact") > 0
 
 
 @pytest.mark.parametrize(

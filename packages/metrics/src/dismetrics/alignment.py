@@ -276,14 +276,16 @@ def latent_wasserstein(Z, y, *, epsilon: float = 0.1, solver: str = "otcore", **
     """Mean entropic W₂² between the latent samples of every unordered pair of classes.
 
     The authors' ``wd_sinkhorn`` (2-D toys: ε = 0.1, whole classes as one block). ``kwargs``
-    go to :func:`blockwise_wasserstein` (``block_size`` defaults to one block here).
+    go to :func:`blockwise_wasserstein` (``block_size`` defaults to one block here; with
+    ``solver="exact"`` the larger class of a pair is truncated to the smaller one's size).
     """
     z = _array("Z", Z)
     y = _labels(y, z.shape[0])
     classes = np.unique(y)
     if len(classes) < 2:
         raise ValueError("`y` must hold at least two classes.")
-    kwargs.setdefault("block_size", None)
+    # one block; the exact solver needs equal sizes, so it drops the larger class's extra rows
+    kwargs.setdefault("block_size", max(len(z), 1) if solver == "exact" else None)
     vals = [
         blockwise_wasserstein(z[y == a], z[y == b], epsilon=epsilon, solver=solver, **kwargs)
         for i, a in enumerate(classes)
