@@ -1,0 +1,426 @@
+"""Transformed-digit sequences for Flow Factorized Representation Learning (FFRL).
+
+Song, Keller, Sebe, Welling, *Flow Factorized Representation Learning*, NeurIPS 2023
+(arXiv 2309.13167); data protocol as the authors' code runs it (``papers/ffrl.md`` §2.1):
+
+- a red digit (grey copied into the R channel, G = B = 0) on black, ``3×28×28`` in [0, 1];
+- K = 3 transformations, each applied to the *first* frame with the step-t parameter
+  (frames are not chained), t = 0..T (T = 8 in the paper; t = 0 is the identity):
+
+  ==========  =============================  ================================
+  k           transformation                 parameter at step t
+  ==========  =============================  ================================
+  0 scale     zoom about the centre          scale 1 + 0.1·t
+  1 rotate    rotation about the centre      10·t degrees (counter-clockwise
+                                             on screen, kornia/OpenCV sign)
+  2 hue       HSV hue rotation               20·t degrees
+  ==========  =============================  ================================
+
+- the warps are bilinear with zero padding about the centre ``(14, 14)`` in pixel-index
+  coordinates (kornia's ``warp_affine`` with ``get_rotation_matrix2d`` as in the authors' code,
+  ``align_corners=True``); here they are a batched ``affine_grid``/``grid_sample``, and the hue
+  step is the exact RGB→HSV→RGB hue shift of ``kornia.enhance.adjust_hue`` in closed form;
+- one k per mini-batch (:class:`SequenceSampler`), train/evaluation splits that do not overlap
+  (80/20 as the authors' 48k/12k ``random_split`` of the MNIST training set).
+
+Sources of the first frames:
+
+- ``"digits_seq"``: scikit-learn's bundled 8×8 digits (1 797 images, no download), upsampled
+  bilinearly to a 20×20 box centred in 28×28 like MNIST. A dataset of its own: results on it are
+  **not** MNIST results.
+- ``"mnist_seq"``: MNIST read from local files (IDX ``train-images-idx3-ubyte[.gz]`` or an
+  ``.npz`` with ``x_train``/``images``), given by ``path`` — nothing is downloaded.
+
+>>> import torch
+>>> from disentangle.data.sequences import make_sequence_dataset, SequenceSampler
+>>> ds = make_sequence_dataset("digits_seq", split="train")
+>>> batch = next(iter(SequenceSampler(ds, batch_size=4, seed=0)))
+>>> tuple(batch.frames.shape), batch.k.unique().numel()
+((4, 9, 3, 28, 28), 1)
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "SEQUENCE_DATASETS",
+    "TRANSFORMATIONS",
+    "DigitSequences",
+    "SequenceBatch",
+    "SequenceSampler",
+    "affine_warp",
+    "load_mnist_images",
+    "make_sequence_dataset",
+    "rotate_hue",
+    "sequence_frames",
+    "transform_frames",
+]
+
+#: transformation names in index order k = 0, 1, 2 (ffrl.md §2.1)
+TRANSFORMATIONS: tuple[str, ...] = ("scale", "rotate", "hue")
+#: step sizes of the paper: scale +0.1, rotation +10°, hue +20° per step
+SCALE_STEP, ANGLE_STEP, HUE_STEP = 0.1, 10.0, 20.0
+#: centre of the warps in pixel-index coordinates, as the authors' code (kornia)
+DEFAULT_CENTER = (14.0, 14.0)
+
+
+def affine_warp(
+    images: torch.Tensor,
+    angle_deg: torch.Tensor | float,
+    scale: torch.Tensor | float,
+    center: tuple[float, float] = DEFAULT_CENTER,
+) -> torch.Tensor:
+    """Rotate and scale ``images`` about ``center``; bilinear, zero padding.
+
+    Implements OpenCV/kornia's ``getRotationMatrix2D`` + ``warpAffine``: the forward map in
+    pixel-index coordinates ``(x, y)`` (x to the right, y down) is
+    ``p' = c + s·R(θ)ᵀ (p − c)`` with ``R(θ)ᵀ = [[cos θ, sin θ], [−sin θ, cos θ]]``, so a positive
+    angle turns the picture counter-clockwise on screen and ``s > 1`` zooms in; the output is
+    ``out(p') = in(c + R(θ)(p' − c)/s)``.
+
+    Args:
+        images: ``(B, C, H, W)`` float.
+        angle_deg: rotation in degrees, a scalar or ``(B,)``.
+        scale: scale factor (> 0), a scalar or ``(B,)``.
+        center: ``(cx, cy)`` in pixel-index coordinates.
+
+    Returns:
+        ``(B, C, H, W)`` warped images.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images: expected (B, C, H, W), got shape {tuple(images.shape)}")
+    b, _, h, w = images.shape
+    dtype, device = images.dtype, images.device
+    theta = torch.deg2rad(torch.as_tensor(angle_deg, dtype=dtype, device=device)).expand(b)
+    s = torch.as_tensor(scale, dtype=dtype, device=device).expand(b)
+    if not bool((s > 0).all()):
+        raise ValueError("scale: must be > 0")
+    cos, sin = torch.cos(theta) / s, torch.sin(theta) / s
+    # inverse map in pixels: src = c + A (dst − c), A = R(θ)/s = [[cos, −sin], [sin, cos]]/s
+    a = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B,2,2)
+    cx, cy = center
+    # pixels ↔ normalised coordinates of align_corners=True: p = n·half + half
+    half = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=dtype, device=device)
+    c = torch.tensor([cx, cy], dtype=dtype, device=device)
+    # n_src = (c + A (half·n + half − c) − half) / half
+    lin = a * half[None, None, :] / half[None, :, None]
+    shift = (c + torch.einsum("bij,j->bi", a, half - c) - half) / half
+    grid = F.affine_grid(torch.cat([lin, shift[..., None]], -1), list(images.shape), True)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def rotate_hue(images: torch.Tensor, degrees: torch.Tensor | float) -> torch.Tensor:
+    """Shift the HSV hue of RGB ``images`` by ``degrees``, keeping value and saturation.
+
+    Exact RGB→HSV→RGB (as ``kornia.enhance.adjust_hue`` with factor = radians): with
+    ``V = max``, ``Δ = max − min`` and hue ``h``, the output channel n ∈ {R: 5, G: 3, B: 1} is
+    ``V − Δ·clamp(min(k, 4 − k), 0, 1)`` with ``k = (n + h'/60) mod 6`` and
+    ``h' = h + degrees`` (the standard HSV→RGB formula). Grey pixels (Δ = 0) are unchanged.
+
+    Args:
+        images: ``(B, 3, H, W)`` RGB in [0, 1].
+        degrees: hue shift, a scalar or ``(B,)``.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected (B, 3, H, W) RGB, got shape {tuple(images.shape)}")
+    shift = torch.as_tensor(degrees, dtype=images.dtype, device=images.device)
+    shift = shift.expand(images.shape[0]).reshape(-1, 1, 1)
+    r, g, b = images.unbind(1)
+    vmax, argmax = images.max(1)
+    delta = vmax - images.min(1).values
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    hue = torch.where(
+        argmax == 0,
+        torch.remainder((g - b) / safe, 6.0),
+        torch.where(argmax == 1, (b - r) / safe + 2.0, (r - g) / safe + 4.0),
+    )
+    hue = hue + shift / 60.0  # in sextants
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = torch.remainder(n + hue, 6.0)
+        out.append(vmax - delta * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0))
+    return torch.stack(out, 1)
+
+
+def _transformation_index(k: int | str) -> int:
+    if isinstance(k, str):
+        if k not in TRANSFORMATIONS:
+            raise ValueError(
+                f"k: unknown transformation {k!r}; known: {', '.join(TRANSFORMATIONS)}"
+            )
+        return TRANSFORMATIONS.index(k)
+    if not 0 <= int(k) < len(TRANSFORMATIONS):
+        raise ValueError(
+            f"k: transformation index must be in 0..{len(TRANSFORMATIONS) - 1}, got {k}"
+        )
+    return int(k)
+
+
+def transform_frames(
+    x0: torch.Tensor,
+    k: int | str,
+    t: torch.Tensor | float,
+    center: tuple[float, float] = DEFAULT_CENTER,
+) -> torch.Tensor:
+    """The step-``t`` frame of transformation ``k`` made directly from ``x0`` (ffrl.md §2.1).
+
+    Args:
+        x0: ``(B, 3, H, W)`` first frames in [0, 1].
+        k: transformation, an index of :data:`TRANSFORMATIONS` or its name.
+        t: step, a scalar or ``(B,)`` (real values allowed; 0 is the identity).
+
+    Returns:
+        ``(B, 3, H, W)``: scale ``1 + 0.1·t``, rotation ``10·t`` degrees, or hue ``+20·t`` degrees.
+    """
+    kk = _transformation_index(k)
+    t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
+    if kk == 0:
+        out = affine_warp(x0, 0.0, 1.0 + SCALE_STEP * t, center)
+    elif kk == 1:
+        out = affine_warp(x0, ANGLE_STEP * t, 1.0, center)
+    else:
+        out = rotate_hue(x0, HUE_STEP * t)
+    # t = 0 is the identity exactly (the float32 sampling grid is off by ~1e-6)
+    return torch.where((t == 0).reshape(-1, 1, 1, 1), x0, out)
+
+
+def sequence_frames(
+    x0: torch.Tensor, k: int | str, steps: int = 8, center: tuple[float, float] = DEFAULT_CENTER
+) -> torch.Tensor:
+    """Frames ``t = 0..steps`` of transformation ``k``: ``(B, steps + 1, 3, H, W)``.
+
+    All steps are computed in one batched call (frame t is made from ``x0``, not from frame t−1).
+    """
+    if int(steps) < 1:
+        raise ValueError(f"steps: must be ≥ 1, got {steps}")
+    b = x0.shape[0]
+    t = torch.arange(steps + 1, dtype=x0.dtype, device=x0.device).repeat_interleave(b)
+    frames = transform_frames(x0.repeat(steps + 1, 1, 1, 1), k, t, center)
+    return frames.reshape(steps + 1, b, *x0.shape[1:]).transpose(0, 1)
+
+
+def load_mnist_images(path: str | os.PathLike) -> np.ndarray:
+    """MNIST images ``(N, 28, 28)`` uint8 from local files (never downloaded).
+
+    ``path`` is an IDX file (``train-images-idx3-ubyte``, optionally ``.gz``), a folder holding
+    one, or an ``.npz`` with an ``x_train`` (Keras layout) or ``images`` array.
+
+    Raises:
+        FileNotFoundError: nothing at ``path`` or no IDX file in the folder.
+        ValueError: a malformed file (wrong magic number, truncated data, wrong shape).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"path: no MNIST file or folder at {str(p)!r}")
+    if p.is_dir():
+        names = ("train-images-idx3-ubyte", "train-images.idx3-ubyte")
+        found = [p / (n + ext) for n in names for ext in ("", ".gz") if (p / (n + ext)).exists()]
+        if not found:
+            raise FileNotFoundError(
+                f"path: folder {str(p)!r} has no train-images-idx3-ubyte[.gz] file"
+            )
+        p = found[0]
+    if p.suffix == ".npz":
+        with np.load(p) as z:
+            key = next((k for k in ("x_train", "images") if k in z.files), None)
+            if key is None:
+                raise ValueError(f"path: {str(p)!r} has no 'x_train' or 'images' array")
+            arr = z[key]
+        if arr.ndim != 3:
+            raise ValueError(f"path: {str(p)!r} images must be (N, H, W), got {arr.shape}")
+        if arr.dtype != np.uint8:
+            arr = np.clip(np.round(arr * (255.0 if arr.max() <= 1 else 1.0)), 0, 255)
+        return arr.astype(np.uint8)
+    raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 2051:
+        raise ValueError(f"path: {str(p)!r} is not an IDX image file (magic number 2051)")
+    n, h, w = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
+    if len(raw) != 16 + n * h * w:
+        raise ValueError(
+            f"path: {str(p)!r} is truncated: header says {n}×{h}×{w}, got {len(raw) - 16} bytes"
+        )
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, h, w).copy()
+
+
+def _sklearn_digits() -> np.ndarray:
+    """scikit-learn's 8×8 digits upsampled to a 20×20 box centred in 28×28, float32 [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    small = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0)[:, None]
+    box = F.interpolate(small, size=(20, 20), mode="bilinear", align_corners=False)
+    return F.pad(box.clamp(0, 1), (4, 4, 4, 4))[:, 0].numpy()
+
+
+class DigitSequences(torch.utils.data.Dataset):
+    """First frames of red-digit sequences; item ``i`` is ``(x0 (3, 28, 28) float32, i)``.
+
+    Sequences are made per batch by :class:`SequenceSampler` (one k per batch) or
+    :meth:`frames`, so the loader stays light and the transformation runs batched.
+
+    Args:
+        images: ``(N, H, W)`` grey images, uint8 or float in [0, 1].
+        split: ``"train"``, ``"eval"`` or ``"all"``.
+        eval_fraction: share of images in the evaluation split (0.2 as the authors' 48k/12k).
+        split_seed: seed of the permutation that assigns images to splits.
+        steps: T, the number of transformation steps (frames t = 0..T).
+        name: dataset name stored on the object.
+    """
+
+    transformations = TRANSFORMATIONS
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        split: str = "train",
+        eval_fraction: float = 0.2,
+        split_seed: int = 0,
+        steps: int = 8,
+        name: str = "digit_sequences",
+    ) -> None:
+        if split not in ("train", "eval", "all"):
+            raise ValueError(f"split: expected 'train', 'eval' or 'all', got {split!r}")
+        if not 0 < eval_fraction < 1:
+            raise ValueError(f"eval_fraction: must be in (0, 1), got {eval_fraction}")
+        if int(steps) < 1:
+            raise ValueError(f"steps: must be ≥ 1, got {steps}")
+        arr = np.asarray(images)
+        if arr.ndim != 3:
+            raise ValueError(f"images: expected (N, H, W) grey images, got shape {arr.shape}")
+        grey = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+        if not np.isfinite(grey).all() or grey.min() < 0 or grey.max() > 1:
+            raise ValueError("images: values must be finite and in [0, 1] (or uint8)")
+        n = grey.shape[0]
+        perm = np.random.default_rng(split_seed).permutation(n)
+        n_eval = round(eval_fraction * n)
+        self.indices = {"eval": perm[:n_eval], "train": perm[n_eval:], "all": np.arange(n)}[split]
+        self.split, self.steps, self.name = split, int(steps), name
+        self._grey = torch.from_numpy(grey[np.sort(self.indices)])
+        self.observation_shape = (3, *grey.shape[1:])
+
+    def __len__(self) -> int:
+        return self._grey.shape[0]
+
+    def first_frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Red first frames ``(B, 3, H, W)``: the grey digit in R, zeros in G and B."""
+        grey = self._grey[torch.as_tensor(np.asarray(indices), dtype=torch.long)]
+        zeros = torch.zeros_like(grey)
+        return torch.stack([grey, zeros, zeros], 1)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.first_frames([int(index)])[0], int(index)
+
+    def frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor, k: int | str):
+        """Sequences ``(B, steps + 1, 3, H, W)`` of transformation ``k`` for items ``indices``."""
+        return sequence_frames(self.first_frames(indices), k, self.steps)
+
+
+SEQUENCE_DATASETS: dict[str, str] = {
+    "digits_seq": "scikit-learn's 8×8 digits upsampled to 28×28 (bundled; NOT MNIST)",
+    "mnist_seq": "MNIST train images from local IDX/.npz files (path=...)",
+}
+
+
+def make_sequence_dataset(
+    name: str,
+    *,
+    path: str | os.PathLike | None = None,
+    split: str = "train",
+    steps: int = 8,
+    eval_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> DigitSequences:
+    """Build a transformed-digit sequence dataset by name (:data:`SEQUENCE_DATASETS`).
+
+    Args:
+        name: ``"digits_seq"`` (bundled scikit-learn digits) or ``"mnist_seq"`` (needs ``path``).
+        path: MNIST file or folder (see :func:`load_mnist_images`); only for ``"mnist_seq"``.
+        split, steps, eval_fraction, split_seed: see :class:`DigitSequences`.
+    """
+    if name == "digits_seq":
+        if path is not None:
+            raise ValueError("path: 'digits_seq' is bundled with scikit-learn and takes no path")
+        images = _sklearn_digits()
+    elif name == "mnist_seq":
+        if path is None:
+            raise ValueError("path: 'mnist_seq' reads local MNIST files; pass path=...")
+        images = load_mnist_images(path)
+    else:
+        raise ValueError(
+            f"name: unknown sequence dataset {name!r}; known: {list(SEQUENCE_DATASETS)}"
+        )
+    return DigitSequences(images, split, eval_fraction, split_seed, steps, name)
+
+
+@dataclass
+class SequenceBatch:
+    """A batch of sequences sharing one transformation."""
+
+    frames: torch.Tensor
+    """``(B, T + 1, 3, H, W)``; frame 0 is the untransformed digit."""
+    k: torch.Tensor
+    """``(B,)`` int64 transformation index (the same for the whole batch)."""
+    indices: torch.Tensor
+    """``(B,)`` int64 item indices in the dataset."""
+
+
+class SequenceSampler:
+    """Seedable iterator of :class:`SequenceBatch`: one k drawn uniformly per batch (ffrl.md §1.7).
+
+    Each epoch is a fresh permutation of the dataset; the stream of (indices, k) depends only on
+    ``seed``. The weakly supervised setting uses the same batches and simply hides ``k`` from the
+    model.
+
+    Args:
+        dataset: a :class:`DigitSequences`.
+        batch_size: sequences per batch.
+        seed: seed of the order and of the k draws.
+        drop_last: drop a last incomplete batch of an epoch.
+        epochs: number of passes (None: endless).
+    """
+
+    def __init__(
+        self,
+        dataset: DigitSequences,
+        batch_size: int,
+        seed: int = 0,
+        drop_last: bool = True,
+        epochs: int | None = 1,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be ≥ 1, got {batch_size}")
+        if drop_last and batch_size > len(dataset):
+            raise ValueError(
+                f"batch_size: {batch_size} exceeds the {len(dataset)} items of the dataset"
+            )
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.drop_last, self.epochs = drop_last, epochs
+
+    def __len__(self) -> int:
+        per = len(self.dataset) / self.batch_size
+        per_epoch = math.floor(per) if self.drop_last else math.ceil(per)
+        if self.epochs is None:
+            raise TypeError("an endless SequenceSampler (epochs=None) has no length")
+        return per_epoch * self.epochs
+
+    def __iter__(self) -> Iterator[SequenceBatch]:
+        gen = torch.Generator().manual_seed(self.seed)
+        n, bs, epoch = len(self.dataset), self.batch_size, 0
+        num_k = len(self.dataset.transformations)
+        while self.epochs is None or epoch < self.epochs:
+            order = torch.randperm(n, generator=gen)
+            stop = n - n % bs if self.drop_last else n
+            for start in range(0, stop, bs):
+                idx = order[start : start + bs]
+                k = int(torch.randint(num_k, (1,), generator=gen))
+                yield SequenceBatch(self.dataset.frames(idx, k), torch.full((idx.numel(),), k), idx)
+            epoch += 1

@@ -1,0 +1,183 @@
+"""Transformed-digit sequences (FFRL data, ffrl.md §2.1): closed forms, splits, loaders, errors."""
+
+import gzip
+from itertools import islice
+
+import numpy as np
+import pytest
+import torch
+
+from disentangle.data.sequences import (
+    TRANSFORMATIONS,
+    DigitSequences,
+    SequenceSampler,
+    affine_warp,
+    load_mnist_images,
+    make_sequence_dataset,
+    rotate_hue,
+    sequence_frames,
+    transform_frames,
+)
+
+H = W = 28
+C = (14.0, 14.0)
+
+
+def _ramp():
+    """An affine image f(x, y) = 0.2 + 0.01·x + 0.015·y: bilinear sampling is exact on it."""
+    y, x = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    return (0.2 + 0.01 * x + 0.015 * y)[None, None], x, y
+
+
+@pytest.mark.parametrize("angle,scale", [(0.0, 1.5), (30.0, 1.0), (-50.0, 1.3), (80.0, 1.8)])
+def test_affine_warp_matches_closed_form_on_a_ramp(angle, scale):
+    img, x, y = _ramp()
+    out = affine_warp(img, angle, scale, C)[0, 0]
+    th = np.deg2rad(angle)
+    # inverse of the kornia/OpenCV map: src = c + R(θ)(p − c)/s
+    sx = C[0] + (np.cos(th) * (x - C[0]) - np.sin(th) * (y - C[1])) / scale
+    sy = C[1] + (np.sin(th) * (x - C[0]) + np.cos(th) * (y - C[1])) / scale
+    inside = (sx >= 0) & (sx <= W - 1) & (sy >= 0) & (sy <= H - 1)
+    expected = 0.2 + 0.01 * sx + 0.015 * sy
+    assert inside.sum() > 300
+    torch.testing.assert_close(out[inside], expected[inside], atol=1e-9, rtol=0)
+    # outside the source image: zero padding
+    far = (sx < -1) | (sx > W) | (sy < -1) | (sy > H)
+    if far.any():
+        assert out[far].abs().max() == 0
+
+
+def test_rotation_is_counter_clockwise_on_screen_and_scale_zooms_in():
+    img = torch.zeros(1, 1, H, W)
+    img[0, 0, 14, 20] = 1.0  # right of the centre (x = 20, y = 14)
+    rot = affine_warp(img, 90.0, 1.0, C)[0, 0]
+    assert rot.argmax().item() == 8 * W + 14 and rot.max().item() == pytest.approx(1.0, abs=1e-5)
+    img = torch.zeros(1, 1, H, W)
+    img[0, 0, 14, 16] = 1.0
+    zoom = affine_warp(img, 0.0, 1.5, C)[0, 0]
+    assert zoom[14, 17].item() == pytest.approx(1.0, abs=1e-5)  # 14 + 1.5·2 = 17
+
+
+@pytest.mark.parametrize(
+    "deg,rgb",
+    [
+        (0, (0.8, 0, 0)),
+        (20, (0.8, 0.8 / 3, 0)),
+        (60, (0.8, 0.8, 0)),
+        (120, (0, 0.8, 0)),
+        (160, (0, 0.8, 0.8 * 2 / 3)),
+        (240, (0, 0, 0.8)),
+        (300, (0.8, 0, 0.8)),
+        (360, (0.8, 0, 0)),
+    ],
+)
+def test_hue_rotation_of_pure_red_matches_hsv(deg, rgb):
+    img = torch.zeros(1, 3, 2, 2, dtype=torch.float64)
+    img[:, 0] = 0.8
+    out = rotate_hue(img, float(deg))
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor(rgb, dtype=torch.float64))
+
+
+def test_hue_rotation_keeps_value_saturation_greys_and_composes():
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(4, 3, 5, 5, generator=g, dtype=torch.float64)
+    img[:, :, 0, 0] = 0.4  # a grey pixel
+    out = rotate_hue(img, 47.0)
+    torch.testing.assert_close(out.amax(1), img.amax(1))
+    torch.testing.assert_close(out.amax(1) - out.amin(1), img.amax(1) - img.amin(1))
+    torch.testing.assert_close(out[:, :, 0, 0], img[:, :, 0, 0])
+    torch.testing.assert_close(rotate_hue(out, 73.0), rotate_hue(img, 120.0))
+    torch.testing.assert_close(rotate_hue(img, 360.0), img)
+
+
+def test_transform_frames_step_parameters_and_identity():
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.zeros(3, 3, H, W)
+    x0[:, 0] = torch.rand(3, H, W, generator=g)
+    frames = sequence_frames(x0, "rotate", steps=8)
+    assert frames.shape == (3, 9, 3, H, W)
+    for k in TRANSFORMATIONS:
+        assert torch.equal(sequence_frames(x0, k, 8)[:, 0], x0)
+    torch.testing.assert_close(frames[:, 3], affine_warp(x0, 30.0, 1.0, C))
+    torch.testing.assert_close(transform_frames(x0, 0, 5.0), affine_warp(x0, 0.0, 1.5, C))
+    torch.testing.assert_close(transform_frames(x0, "hue", 4.0), rotate_hue(x0, 80.0))
+    # per-sample steps
+    t = torch.tensor([0.0, 2.0, 7.0])
+    per = transform_frames(x0, 1, t)
+    for i in range(3):
+        torch.testing.assert_close(per[i], transform_frames(x0[i : i + 1], 1, t[i])[0])
+
+
+def test_digits_seq_splits_shapes_and_sampler_determinism():
+    train = make_sequence_dataset("digits_seq", split="train")
+    ev = make_sequence_dataset("digits_seq", split="eval")
+    assert len(train) + len(ev) == 1797
+    assert set(train.indices).isdisjoint(ev.indices)
+    x0, _ = train[0]
+    assert x0.shape == (3, 28, 28) and x0[1:].abs().max() == 0 and 0.5 < x0.max() <= 1
+    # digit within the central 20×20 box before transformation
+    assert x0[0, :4].abs().max() == 0 and x0[0, :, 24:].abs().max() == 0
+    assert len(SequenceSampler(train, 16, seed=3, epochs=2)) == 2 * (len(train) // 16)
+    a = list(islice(SequenceSampler(train, 16, seed=3), 12))
+    b = list(islice(SequenceSampler(train, 16, seed=3), 12))
+    assert all(torch.equal(p.frames, q.frames) and torch.equal(p.k, q.k) for p, q in zip(a, b))
+    ks = {int(p.k[0]) for p in a}
+    assert ks == {0, 1, 2} and all(p.k.unique().numel() == 1 for p in a)
+    assert a[0].frames.shape == (16, 9, 3, 28, 28)
+    torch.testing.assert_close(a[0].frames, train.frames(a[0].indices, int(a[0].k[0])))
+    c = next(iter(SequenceSampler(train, 16, seed=4)))
+    assert not torch.equal(c.indices, a[0].indices)
+
+
+def _write_idx(path, images, gz=False):
+    n, h, w = images.shape
+    raw = (2051).to_bytes(4, "big") + b"".join(v.to_bytes(4, "big") for v in (n, h, w))
+    raw += images.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def test_mnist_loaders_idx_gz_npz(tmp_path):
+    imgs = np.random.default_rng(0).integers(0, 256, (10, 28, 28)).astype(np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", imgs, gz=True)
+    np.testing.assert_array_equal(load_mnist_images(tmp_path), imgs)
+    _write_idx(tmp_path / "raw.idx", imgs)
+    np.testing.assert_array_equal(load_mnist_images(tmp_path / "raw.idx"), imgs)
+    np.savez(tmp_path / "mnist.npz", x_train=imgs)
+    ds = make_sequence_dataset("mnist_seq", path=tmp_path / "mnist.npz", split="all", steps=2)
+    assert ds.name == "mnist_seq" and len(ds) == 10
+    torch.testing.assert_close(ds[3][0][0], torch.from_numpy(imgs[3] / 255.0).float())
+    assert ds.frames([0, 1], "scale").shape == (2, 3, 3, 28, 28)
+
+
+def test_bad_input_errors(tmp_path):
+    x0 = torch.zeros(2, 3, H, W)
+    with pytest.raises(ValueError, match="unknown transformation 'shear'"):
+        transform_frames(x0, "shear", 1.0)
+    with pytest.raises(ValueError, match="k: transformation index"):
+        transform_frames(x0, 3, 1.0)
+    with pytest.raises(ValueError, match="steps: must be ≥ 1"):
+        sequence_frames(x0, 0, steps=0)
+    with pytest.raises(ValueError, match="steps"):
+        make_sequence_dataset("digits_seq", steps=0)
+    with pytest.raises(FileNotFoundError, match="no MNIST file"):
+        make_sequence_dataset("mnist_seq", path=tmp_path / "missing.npz")
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        load_mnist_images(tmp_path)
+    with pytest.raises(ValueError, match="pass path"):
+        make_sequence_dataset("mnist_seq")
+    with pytest.raises(ValueError, match="unknown sequence dataset 'mnist'"):
+        make_sequence_dataset("mnist")
+    (tmp_path / "bad.idx").write_bytes(b"\x00" * 40)
+    with pytest.raises(ValueError, match="magic number"):
+        load_mnist_images(tmp_path / "bad.idx")
+    imgs = np.zeros((3, 28, 28), np.uint8)
+    _write_idx(tmp_path / "trunc.idx", imgs)
+    (tmp_path / "trunc.idx").write_bytes((tmp_path / "trunc.idx").read_bytes()[:-5])
+    with pytest.raises(ValueError, match="truncated"):
+        load_mnist_images(tmp_path / "trunc.idx")
+    with pytest.raises(ValueError, match="images: expected"):
+        rotate_hue(torch.zeros(2, 1, 4, 4), 10.0)
+    with pytest.raises(ValueError, match="split"):
+        DigitSequences(imgs, split="test")
