@@ -1,0 +1,481 @@
+"""Flow Factorized Representation Learning (FFRL): latent flows from learned potentials.
+
+Song, Keller, Sebe, Welling, NeurIPS 2023 (arXiv 2309.13167); the brief ``papers/ffrl.md``
+describes the authors' code (``KingJamesSong/latent-flow``), which this module follows unless a
+bug fix says otherwise.
+
+The model encodes the first frame ``x_0`` of a sequence, then moves the latent with the gradient
+field of the potential ``u_k(z, t)`` of the batch's transformation k, one unit Euler step per
+frame: ``z_t = z_{t−1} + ∇_z u_k(z_{t−1}, t)`` (ffrl.md §1.2), and decodes every step against the
+true frame ``x_t``. Each field is pushed towards a dynamic-OT flow by the Hamilton–Jacobi (HJ)
+penalty ``(∂_t u + ½‖∇_z u‖² + f_k²)²`` with a learned slack ``f_k`` (§1.4) and the
+initial-condition penalty ``‖∇_z u(z, 0)‖² + f(z, 0)²``.
+
+HJ variants (``hj_variant``):
+
+- ``"code"``: as the authors' code: one time leaf shared by the batch, so ``∂_t u`` is the
+  *batch sum* ``Σ_b ∂u(z_b, t)/∂t``; the kinetic term is the scalar ``½·mean_{b,d}(∂u/∂z_d)²``.
+- ``"exact"``: the equation itself, per sample: ``∂_t u(z_b, t) + ½‖∇u(z_b, t)‖² + f(z_b, t)²``.
+
+Density bookkeeping (``density``, ffrl.md §1.5–1.6): ``log q_t = log q_{t−1} − log|det J|``
+for the step map ``z ↦ z + ∇u`` with ``J = I + ∇²u``, in three forms:
+
+- ``"code"``: per dimension, ``log|1 + Σ_d ∂²u/∂z_d∂z_j|`` (Hessian row sums) — the authors'
+  form; the prior's per-dimension term is ``log(1 + ∇²φ)`` of the diffusion prior; the KL term is
+  their softmax-over-dimensions surrogate ``KL(softmax_d p ‖ softmax_d q)`` (batchmean);
+- ``"laplacian"``: per sample, ``log|1 + Δu|`` (exact trace of the Hessian, or Hutchinson with
+  ``hutchinson_probes > 0``) — the paper's written form;
+- ``"exact"``: per sample, ``log|det(I + ∇²u)|`` from the full Hessian (small latents only).
+
+For the two per-sample forms the prior term is summed over dimensions and the KL term is the
+single-sample estimate ``mean_b(log q_t − log p_t)`` (our choice; not in the authors' code).
+
+Bug fixes relative to the authors' code (ffrl.md §1.4, §1.5, §4.3), each deliberate:
+
+- every module's gradients are zeroed each step: the model trains in the toolkit's one loop
+  (:func:`disentangle.train.fit`), whose single optimizer covers the potentials, slacks and the
+  prior (the authors' supervised trainer never zeroes the prior's gradients);
+- the prior's diffusion coefficient D is a buffer, fixed at 1 on purpose (as the code, but
+  stated), and the never-trained prior mean μ_t is dropped (it only enters the prior velocity,
+  which training never uses);
+- no ``set_detect_anomaly``; seeds come from the training loop.
+
+>>> import torch
+>>> model = FFRL((3, 8, 8), latent_dim=4, num_transformations=3, steps=2, architecture="mlp")
+>>> frames = torch.rand(5, 3, 3, 8, 8)
+>>> out = model({"frames": frames, "k": torch.zeros(5, dtype=torch.long)})
+>>> sorted(out)
+['hj', 'ic', 'kl', 'kl_flow', 'loss', 'rec', 'rec_flow']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from disentangle.models.objectives import gaussian_log_density, kl_normal, reconstruction_loss
+from disentangle.nn import Architecture, make_decoder, make_encoder
+
+__all__ = [
+    "DENSITY_FORMS",
+    "FFRL",
+    "HJ_VARIANTS",
+    "DiffusionPrior",
+    "FFRLWeights",
+    "PotentialNetworks",
+    "hessian_row_sums",
+    "hj_residual",
+    "initial_condition_loss",
+    "laplacian",
+    "log_det_step",
+    "sinusoidal_embedding",
+    "velocity",
+]
+
+HJVariant = Literal["code", "exact"]
+HJ_VARIANTS: tuple[str, ...] = ("code", "exact")
+DensityForm = Literal["code", "laplacian", "exact"]
+DENSITY_FORMS: tuple[str, ...] = ("code", "laplacian", "exact")
+Potential = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, base: float = 10000.0) -> torch.Tensor:
+    """Transformer/DDPM sinusoidal embedding ``(..., dim)`` of times ``t`` ``(...)``.
+
+    ``[sin(t·ω_i), cos(t·ω_i)]`` with ``ω_i = base^(−i/half)``, ``i < half = dim // 2``; a zero
+    column is appended when ``dim`` is odd. Differentiable in ``t`` (the HJ loss needs ∂_t).
+    """
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(base) * torch.arange(half, dtype=t.dtype, device=t.device) / max(half, 1)
+    )
+    args = t[..., None] * freqs
+    emb = torch.cat([torch.sin(args), torch.cos(args)], -1)
+    return F.pad(emb, (0, dim - 2 * half))
+
+
+class _BatchedLinear(nn.Module):
+    """K independent linear layers applied at once: ``(K', B, in) -> (K', B, out)``."""
+
+    def __init__(self, num: int, d_in: int, d_out: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(d_in)  # nn.Linear's default initialisation
+        self.weight = nn.Parameter(torch.empty(num, d_in, d_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num, 1, d_out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor, which: slice) -> torch.Tensor:
+        w, b = self.weight[which], self.bias[which]
+        if x.shape[0] == 1 and w.shape[0] > 1:
+            x = x.expand(w.shape[0], *x.shape[1:])
+        return torch.baddbmm(b, x, w)
+
+
+class PotentialNetworks(nn.Module):
+    """K scalar networks ``u_k(z, t)`` of ffrl.md §1.3, evaluated as one batched network.
+
+    Per network (width ``hidden``, default the latent size n as in the code):
+    ``zf = tanh(W_z z)``, ``tf = W_2 gelu(W_1 emb(t))`` with the n-dimensional sinusoidal
+    embedding, ``u = tanh(W_o tanh(W_f (zf + tf)))`` ∈ (−1, 1).
+
+    ``forward(z, t, k)``: ``z`` ``(B, n)``, ``t`` broadcastable to ``(B,)`` (a ``(1,)`` tensor is
+    one time shared by the batch); ``k`` an int gives ``(B,)``, ``k=None`` all K as ``(B, K)``.
+    """
+
+    def __init__(self, num: int, latent_dim: int, hidden: int | None = None) -> None:
+        super().__init__()
+        if num < 1:
+            raise ValueError(f"num: need at least one potential, got {num}")
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim: must be ≥ 1, got {latent_dim}")
+        h = hidden or latent_dim
+        self.num, self.latent_dim, self.hidden = num, latent_dim, h
+        self.z_in = _BatchedLinear(num, latent_dim, h)
+        self.t_in = _BatchedLinear(num, latent_dim, h)
+        self.t_hidden = _BatchedLinear(num, h, h)
+        self.fuse = _BatchedLinear(num, h, h)
+        self.out = _BatchedLinear(num, h, 1)
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor | float, k: int | None = None):
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"z: expected (B, {self.latent_dim}) latents, got shape {tuple(z.shape)}"
+            )
+        if k is not None and not 0 <= int(k) < self.num:
+            raise ValueError(f"k: potential index must be in 0..{self.num - 1}, got {k}")
+        which = slice(None) if k is None else slice(int(k), int(k) + 1)
+        t = torch.as_tensor(t, dtype=z.dtype, device=z.device).reshape(-1)
+        zf = torch.tanh(self.z_in(z[None], which))  # (K', B, h)
+        emb = sinusoidal_embedding(t, self.latent_dim)[None]  # (1, B or 1, n)
+        tf = self.t_hidden(F.gelu(self.t_in(emb, which)), which)  # (K', B or 1, h)
+        u = torch.tanh(self.out(torch.tanh(self.fuse(zf + tf, which)), which))[..., 0]
+        return u.T if k is None else u[0]  # (B, K) or (B,)
+
+
+def _grad_ready(z: torch.Tensor) -> torch.Tensor:
+    return z if z.requires_grad else z.detach().requires_grad_(True)
+
+
+def velocity(u_fn: Potential, z: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """Velocity ``∇_z u(z, t)`` ``(B, n)`` by autograd with ``create_graph=True`` (§1.3)."""
+    z = _grad_ready(z)
+    t = torch.as_tensor(t, dtype=z.dtype, device=z.device).reshape(-1)
+    return torch.autograd.grad(u_fn(z, t).sum(), z, create_graph=True)[0]
+
+
+def hj_residual(
+    u_fn: Potential,
+    z: torch.Tensor,
+    t: float,
+    f_fn: Potential | None = None,
+    variant: HJVariant = "exact",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hamilton–Jacobi penalty at ``(z, t)`` and the velocity (ffrl.md §1.2, §1.4).
+
+    ``exact``: ``R_b = ∂_t u(z_b, t) + ½‖∇_z u(z_b, t)‖² + f(z_b, t)²`` with a per-sample time
+    leaf. ``code``: the authors' ``R_b = Σ_b' ∂_t u(z_b', t) + ½·mean_{b,d}(∂u/∂z_d)² + f(z_b,
+    t)²`` (one shared time leaf, scalar kinetic term). Returns ``(mean_b R_b², ∇_z u (B, n))``;
+    both keep their graphs so the penalty trains ``u``, ``f`` and whatever produced ``z``.
+
+    Args:
+        u_fn: potential ``(z (B, n), t (B,) or (1,)) -> (B,)``.
+        z: latents ``(B, n)``.
+        t: the time step.
+        f_fn: slack ``(z, t) -> (B,)``; None for no slack.
+        variant: ``"code"`` or ``"exact"``.
+    """
+    if variant not in HJ_VARIANTS:
+        raise ValueError(f"variant: expected one of {HJ_VARIANTS}, got {variant!r}")
+    z = _grad_ready(z)
+    size = z.shape[0] if variant == "exact" else 1
+    t_leaf = torch.full((size,), float(t), dtype=z.dtype, device=z.device, requires_grad=True)
+    u = u_fn(z, t_leaf)
+    grad_z, u_t = torch.autograd.grad(u.sum(), (z, t_leaf), create_graph=True)
+    if variant == "exact":
+        kinetic = 0.5 * grad_z.pow(2).sum(1)
+    else:
+        kinetic = 0.5 * grad_z.pow(2).mean()
+    residual = u_t + kinetic
+    if f_fn is not None:
+        residual = residual + f_fn(z, t_leaf).pow(2)
+    return residual.expand(z.shape[0]).pow(2).mean(), grad_z
+
+
+def initial_condition_loss(
+    u_fn: Potential, z: torch.Tensor, f_fn: Potential | None = None
+) -> torch.Tensor:
+    """``mean(∇_z u(z, 0)²) + mean(f(z, 0)²)``: no motion and no slack at t = 0 (§1.4)."""
+    loss = velocity(u_fn, z, 0.0).pow(2).mean()
+    if f_fn is not None:
+        t0 = torch.zeros(1, dtype=z.dtype, device=z.device)
+        loss = loss + f_fn(z, t0).pow(2).mean()
+    return loss
+
+
+def hessian_row_sums(grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``Σ_d ∂²u/∂z_d∂z_j`` ``(B, n)``: the authors' "u_zz" (§1.3), one backward pass."""
+    return torch.autograd.grad(grad_z.sum(), z, create_graph=True)[0]
+
+
+def _hessian(grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    rows = [
+        torch.autograd.grad(grad_z[:, j].sum(), z, create_graph=True)[0] for j in range(z.shape[1])
+    ]
+    return torch.stack(rows, 1)  # (B, n, n); samples are independent, so the batch sum is exact
+
+
+def laplacian(
+    grad_z: torch.Tensor,
+    z: torch.Tensor,
+    probes: int = 0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``Δu = tr ∇²u`` per sample ``(B,)``.
+
+    ``probes = 0``: exact trace, n backward passes (small latents). ``probes > 0``: Hutchinson's
+    estimator ``mean_p εᵀ(∇²u)ε`` with Rademacher ε, one backward pass per probe.
+    """
+    if probes == 0:
+        return torch.diagonal(_hessian(grad_z, z), dim1=1, dim2=2).sum(1)
+    total = grad_z.new_zeros(z.shape[0])
+    for _ in range(probes):
+        eps = torch.randint(0, 2, z.shape, generator=generator).to(z) * 2 - 1
+        hv = torch.autograd.grad((grad_z * eps).sum(), z, create_graph=True)[0]
+        total = total + (hv * eps).sum(1)
+    return total / probes
+
+
+def log_det_step(grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``log|det(I + ∇²u)|`` ``(B,)``: the exact log-Jacobian of the step ``z ↦ z + ∇u``."""
+    eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+    return torch.linalg.slogdet(eye + _hessian(grad_z, z)).logabsdet
+
+
+class DiffusionPrior(nn.Module):
+    """Prior flow of ffrl.md §1.5: ``log p_t = log p_{t−1} − log(1 + ∇²φ)`` per dimension.
+
+    ``∇²φ = D`` at t = 1 (p_0 = N(0, I)) and ``D/(σ_{k,t}² + 1e-5)`` at t ≥ 2, with a learnable
+    scalar σ per (k, t) initialised to 1 (``sigma[k, t − 1]``) and D = 1 fixed.
+    """
+
+    def __init__(self, num: int, steps: int, diffusion: float = 1.0) -> None:
+        super().__init__()
+        self.sigma = nn.Parameter(torch.ones(num, steps))
+        self.register_buffer("diffusion", torch.tensor(float(diffusion)))
+
+    def log_jacobian(self, k: int, t: int) -> torch.Tensor:
+        """``log(1 + ∇²φ_k(t))``, a scalar: what one dimension's log-density loses at step t."""
+        if t == 1:
+            return torch.log1p(self.diffusion)
+        return torch.log1p(self.diffusion / (self.sigma[k, t - 1].pow(2) + 1e-5))
+
+
+@dataclass
+class FFRLWeights:
+    """Loss weights; all 1 in the paper's code (ffrl.md §1.7)."""
+
+    rec: float = 1.0
+    """Frame-0 reconstruction (Bernoulli, summed over pixels, mean over batch)."""
+    kl: float = 1.0
+    """Frame-0 analytic KL to N(0, I)."""
+    rec_flow: float = 1.0
+    """Reconstructions of the flowed frames t = 1..T′."""
+    kl_flow: float = 1.0
+    """Per-step KL term of the density bookkeeping."""
+    hj: float = 1.0
+    """Hamilton–Jacobi penalty (0: the "no HJ" ablation)."""
+    ic: float = 1.0
+    """Initial-condition penalty."""
+
+
+class FFRL(nn.Module):
+    """The supervised FFRL model (ffrl.md §1.7) for :func:`disentangle.train.fit`.
+
+    Args:
+        observation_shape: ``(C, H, W)`` of a frame.
+        latent_dim: n.
+        num_transformations: K.
+        steps: T′, flow steps trained (8 for the digit sequences).
+        architecture: encoder/decoder of :mod:`disentangle.nn` (``"conv"`` needs H, W multiples
+            of 16; ``"mlp"`` works for 28×28).
+        hidden: width of the potential and slack networks (None: n, as the code).
+        hj_variant: ``"code"`` (default, reproduces the authors) or ``"exact"``.
+        density: ``"code"`` (default), ``"laplacian"`` or ``"exact"``.
+        hutchinson_probes: for ``density="laplacian"``: 0 exact trace, > 0 Hutchinson probes.
+        weights: :class:`FFRLWeights`.
+        sequence_fn: ``(x0, k) -> frames (B, T + 1, C, H, W)``; lets ``forward`` take a plain
+            image batch and draw one k per batch itself (e.g.
+            :func:`disentangle.data.sequences.sequence_frames`).
+    """
+
+    def __init__(
+        self,
+        observation_shape: Sequence[int],
+        latent_dim: int = 16,
+        num_transformations: int = 3,
+        steps: int = 8,
+        architecture: Architecture = "mlp",
+        hidden: int | None = None,
+        hj_variant: HJVariant = "code",
+        density: DensityForm = "code",
+        hutchinson_probes: int = 0,
+        weights: FFRLWeights | None = None,
+        sequence_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        if hj_variant not in HJ_VARIANTS:
+            raise ValueError(f"hj_variant: expected one of {HJ_VARIANTS}, got {hj_variant!r}")
+        if density not in DENSITY_FORMS:
+            raise ValueError(f"density: expected one of {DENSITY_FORMS}, got {density!r}")
+        if steps < 1:
+            raise ValueError(f"steps: must be ≥ 1, got {steps}")
+        if hutchinson_probes < 0:
+            raise ValueError(f"hutchinson_probes: must be ≥ 0, got {hutchinson_probes}")
+        self.observation_shape = tuple(observation_shape)
+        self.latent_dim, self.num_transformations, self.steps = (
+            latent_dim,
+            num_transformations,
+            steps,
+        )
+        self.hj_variant, self.density, self.hutchinson_probes = (
+            hj_variant,
+            density,
+            hutchinson_probes,
+        )
+        self.weights = weights or FFRLWeights()
+        for name, value in vars(self.weights).items():
+            if not value >= 0:
+                raise ValueError(f"weights.{name}: must be ≥ 0, got {value}")
+        self.sequence_fn = sequence_fn
+        self.encoder = make_encoder(architecture, self.observation_shape, latent_dim)
+        self.decoder = make_decoder(architecture, self.observation_shape, latent_dim)
+        self.potentials = PotentialNetworks(num_transformations, latent_dim, hidden)
+        self.slacks = PotentialNetworks(num_transformations, latent_dim, hidden)
+        self.prior = DiffusionPrior(num_transformations, steps)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior ``(mean, logvar)``, each ``(B, n)``, of first frames ``(B, C, H, W)``."""
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior means ``(B, n)``."""
+        return self.encoder(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder mean in [0, 1], ``(B, C, H, W)``."""
+        return torch.sigmoid(self.decoder(z))
+
+    def field(self, z: torch.Tensor, t: float, ks: int | Sequence[int]) -> torch.Tensor:
+        """``Σ_{k ∈ ks} ∇_z u_k(z, t)`` ``(B, n)``: one field, or a composition of fields."""
+        ks = [ks] if isinstance(ks, int) else list(ks)
+        return sum(velocity(lambda y, s, k=k: self.potentials(y, s, k), z, t) for k in ks)
+
+    def flow(
+        self, z: torch.Tensor, ks: int | Sequence[int], steps: int | None = None
+    ) -> torch.Tensor:
+        """Latent path ``(B, steps + 1, n)`` from ``z`` along ``ks`` (more steps: extrapolation;
+        several k: composition by adding fields). Runs with gradients enabled internally."""
+        steps = self.steps if steps is None else steps
+        with torch.enable_grad():
+            path = [z]
+            for t in range(1, steps + 1):
+                z = z + self.field(z, t, ks)
+                path.append(z)
+        return torch.stack([p.detach() for p in path], 1)
+
+    def _sequence(self, batch) -> tuple[torch.Tensor, int]:
+        if isinstance(batch, dict) or hasattr(batch, "frames"):
+            frames = batch["frames"] if isinstance(batch, dict) else batch.frames
+            k = batch["k"] if isinstance(batch, dict) else batch.k
+            k = torch.as_tensor(k).reshape(-1)
+            if k.unique().numel() != 1:
+                raise ValueError("k: the supervised model takes one transformation per batch")
+            return frames, int(k[0])
+        if self.sequence_fn is None:
+            raise ValueError(
+                "batch: plain image batches need sequence_fn; otherwise pass "
+                "{'frames': (B, T+1, C, H, W), 'k': (B,)}"
+            )
+        x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
+        k = int(torch.randint(self.num_transformations, (1,)))
+        return self.sequence_fn(x0, k), k
+
+    def _log_det(self, grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.density == "code":
+            return torch.log(torch.abs(1 + hessian_row_sums(grad_z, z)))
+        if self.density == "laplacian":
+            return torch.log(torch.abs(1 + laplacian(grad_z, z, self.hutchinson_probes)))
+        return log_det_step(grad_z, z)
+
+    def _kl_flow(self, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+        if self.density == "code":
+            return F.kl_div(
+                torch.log_softmax(log_q.exp(), 1),
+                torch.log_softmax(log_p.exp(), 1),
+                reduction="batchmean",
+                log_target=True,
+            )
+        return (log_q - log_p).mean()
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        """Loss terms of ffrl.md §1.7 on ``{"frames", "k"}``, a ``SequenceBatch``, or images.
+
+        ``frames`` is ``(B, T + 1, C, H, W)`` with T ≥ T′; one k for the whole batch.
+        """
+        frames, k = self._sequence(batch)
+        if frames.ndim != 5 or tuple(frames.shape[2:]) != self.observation_shape:
+            raise ValueError(
+                f"frames: expected (B, T+1, {', '.join(map(str, self.observation_shape))}), "
+                f"got shape {tuple(frames.shape)}"
+            )
+        if frames.shape[1] < self.steps + 1:
+            raise ValueError(
+                f"frames: {frames.shape[1]} frames per sequence, the model trains "
+                f"{self.steps} steps and needs {self.steps + 1}"
+            )
+        if not 0 <= k < self.num_transformations:
+            raise ValueError(f"k: must be in 0..{self.num_transformations - 1}, got {k}")
+        w = self.weights
+        x0 = frames[:, 0]
+        mean, logvar = self.encoder(x0)
+        z = _grad_ready(mean + torch.randn_like(mean) * torch.exp(0.5 * logvar))
+        out = {
+            "rec": reconstruction_loss(self.decoder(z), x0, "bernoulli"),
+            "kl": kl_normal(mean.float(), logvar.float()).sum(),
+        }
+        log_q = gaussian_log_density(z, mean, logvar)
+        log_p = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+        if self.density != "code":
+            log_q, log_p = log_q.sum(1), log_p.sum(1)
+        u_fn = lambda y, s: self.potentials(y, s, k)  # noqa: E731
+        f_fn = lambda y, s: self.slacks(y, s, k)  # noqa: E731
+        hj, kl_flow, path = z.new_zeros(()), z.new_zeros(()), []
+        out["ic"] = initial_condition_loss(u_fn, z, f_fn)
+        for t in range(1, self.steps + 1):
+            step_hj, grad_z = hj_residual(u_fn, z, t, f_fn, self.hj_variant)
+            hj = hj + step_hj
+            log_q = log_q - self._log_det(grad_z, z)
+            prior = self.prior.log_jacobian(k, t)
+            log_p = log_p - (prior if self.density == "code" else prior * self.latent_dim)
+            z = z + grad_z
+            kl_flow = kl_flow + self._kl_flow(log_q, log_p)
+            path.append(z)
+        logits = self.decoder(torch.cat(path))  # one decoder call for all flowed frames
+        target = frames[:, 1 : self.steps + 1].transpose(0, 1).reshape(logits.shape)
+        out["rec_flow"] = reconstruction_loss(logits, target, "bernoulli") * self.steps
+        out["hj"], out["kl_flow"] = hj, kl_flow
+        out["loss"] = (
+            w.rec * out["rec"]
+            + w.kl * out["kl"]
+            + w.rec_flow * out["rec_flow"]
+            + w.kl_flow * out["kl_flow"]
+            + w.hj * out["hj"]
+            + w.ic * out["ic"]
+        )
+        return out

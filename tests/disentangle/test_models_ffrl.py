@@ -1,0 +1,229 @@
+"""FFRL model (ffrl.md §1.3–1.7): HJ residual, velocities, log-determinants, training."""
+
+import pytest
+import torch
+
+from disentangle.models.ffrl import (
+    FFRL,
+    FFRLWeights,
+    PotentialNetworks,
+    hessian_row_sums,
+    hj_residual,
+    initial_condition_loss,
+    laplacian,
+    log_det_step,
+    sinusoidal_embedding,
+    velocity,
+)
+
+C = 1.5
+
+
+def _analytic(z, t):
+    """u(z, t) = ‖z‖² / (2(t + c)) solves ∂_t u + ½‖∇u‖² = 0."""
+    return z.pow(2).sum(1) / (2 * (t + C))
+
+
+def test_hj_exact_residual_vanishes_for_the_analytic_solution_only():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 5, generator=g, dtype=torch.float64)
+    for t in (0.0, 1.0, 3.0, 7.0):
+        loss, vel = hj_residual(_analytic, z, t, variant="exact")
+        assert loss.item() < 1e-20
+        torch.testing.assert_close(vel, z / (t + C))
+
+    def perturbed(z, t):
+        return _analytic(z, t) + 0.1 * torch.sin(z[:, 0]) * t
+
+    loss, _ = hj_residual(perturbed, z, 2.0, variant="exact")
+    assert loss.item() > 1e-3
+    # a slack f with f² = −(residual) cannot exist (f² ≥ 0), but f ≡ 0 must not change it
+    zero = lambda z, t: torch.zeros(z.shape[0], dtype=z.dtype)  # noqa: E731
+    assert hj_residual(_analytic, z, 2.0, zero, "exact")[0].item() < 1e-20
+    # the code variant sums ∂_t u over the batch: not the HJ equation, so not ≈ 0 here
+    assert hj_residual(_analytic, z, 2.0, variant="code")[0].item() > 1.0
+
+
+def test_code_variant_matches_its_closed_form():
+    z = torch.randn(16, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    t = 2.0
+    loss, _ = hj_residual(_analytic, z, t, variant="code")
+    sq = z.pow(2).sum(1)
+    u_t = (-sq / (2 * (t + C) ** 2)).sum()
+    kinetic = 0.5 * (z / (t + C)).pow(2).mean()
+    torch.testing.assert_close(loss, (u_t + kinetic).pow(2))
+
+
+def test_velocity_equals_autograd_gradient_and_finite_differences():
+    torch.manual_seed(0)
+    net = PotentialNetworks(3, 4, hidden=6).double()
+    z = torch.randn(5, 4, dtype=torch.float64)
+    for k in range(3):
+        v = velocity(lambda y, s, k=k: net(y, s, k), z, 2.0)
+        zz = z.clone().requires_grad_(True)
+        (ref,) = torch.autograd.grad(net(zz, 2.0, k).sum(), zz)
+        torch.testing.assert_close(v, ref)
+        h = 1e-6
+        e = torch.zeros(4, dtype=torch.float64)
+        e[2] = h
+        fd = (net(z + e, 2.0, k) - net(z - e, 2.0, k)) / (2 * h)
+        torch.testing.assert_close(v[:, 2], fd, atol=1e-8, rtol=1e-6)
+    # all K at once equals each k alone; a shared (1,) time equals a per-sample time
+    allk = net(z, torch.tensor([3.0]))
+    assert allk.shape == (5, 3)
+    for k in range(3):
+        torch.testing.assert_close(allk[:, k], net(z, torch.full((5,), 3.0), k))
+    assert -1 < allk.min() and allk.max() < 1
+
+
+def test_sinusoidal_embedding():
+    t = torch.tensor([0.0, 1.0, 5.0])
+    e = sinusoidal_embedding(t, 7)
+    assert e.shape == (3, 7) and torch.all(e[:, -1] == 0)
+    torch.testing.assert_close(e[0, :3], torch.zeros(3))
+    torch.testing.assert_close(e[0, 3:6], torch.ones(3))
+    torch.testing.assert_close(e[2, 0], torch.sin(torch.tensor(5.0)))
+
+
+def test_log_determinants_exact_laplacian_and_code_forms():
+    torch.manual_seed(0)
+    net = PotentialNetworks(1, 3, hidden=5).double()
+    z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    scale = 0.05  # small potential: I + ∇²u close to I
+
+    def u(y, s):
+        return scale * net(y, s, 0)
+
+    g = velocity(u, z, 1.0)
+    step = torch.func.jacrev(lambda y: y + torch.func.grad(lambda x: u(x[None], 1.0).sum())(y))
+    jac = torch.stack([step(z[b].detach()) for b in range(4)])
+    ref = torch.linalg.slogdet(jac).logabsdet
+    torch.testing.assert_close(log_det_step(g, z), ref)
+    hess = jac - torch.eye(3, dtype=torch.float64)
+    lap = laplacian(g, z)
+    torch.testing.assert_close(lap, torch.diagonal(hess, dim1=1, dim2=2).sum(1))
+    # first order: log det(I + H) = tr H + O(‖H‖²)
+    err = (torch.log1p(lap) - ref).abs().max()
+    assert err < 5 * hess.pow(2).sum((1, 2)).max() and err < 1e-2 * lap.abs().max() + 1e-4
+    torch.testing.assert_close(hessian_row_sums(g, z), hess.sum(1))
+    est = laplacian(g, z, probes=4000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(est, lap, atol=0.1 * lap.abs().max().item(), rtol=0)
+
+
+def test_initial_condition_loss_is_zero_for_a_static_potential():
+    z = torch.randn(8, 3, dtype=torch.float64)
+    assert initial_condition_loss(lambda y, s: 0 * y.sum(1) + s, z).item() == 0
+    assert initial_condition_loss(_analytic, z).item() > 0
+
+
+def _tiny(**kw):
+    torch.manual_seed(0)
+    return FFRL((3, 8, 8), latent_dim=4, num_transformations=2, steps=3, architecture="mlp", **kw)
+
+
+def _frames(b=16):
+    """Planted flows on binary 3×3 squares: k = 0 moves them right, k = 1 down, one pixel a step."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.zeros(b, 3, 8, 8)
+    rows, cols = torch.randint(0, 3, (2, b), generator=g)
+    for i in range(b):
+        x0[i, 0, rows[i] : rows[i] + 3, cols[i] : cols[i] + 3] = 1.0
+    right = torch.stack([torch.roll(x0, t, dims=-1) for t in range(4)], 1)
+    down = torch.stack([torch.roll(x0, t, dims=-2) for t in range(4)], 1)
+    return right, down
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models are dominated by thread start-up on a loaded 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _evaluate(model, batches):
+    torch.manual_seed(123)
+    outs = [model(b) for b in batches]
+    return {k: sum(o[k].item() for o in outs) for k in outs[0]}
+
+
+@pytest.mark.parametrize("variant,density", [("code", "code"), ("exact", "exact")])
+def test_training_steps_lower_the_loss(variant, density, one_thread):
+    model = _tiny(hj_variant=variant, density=density)
+    right, down = _frames()
+    batches = [{"frames": right, "k": torch.zeros(16)}, {"frames": down, "k": torch.ones(16)}]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = _evaluate(model, batches)
+    for i in range(120):
+        out = model(batches[i % 2])
+        assert all(torch.isfinite(v) for v in out.values())
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    last = _evaluate(model, batches)
+    for term in ("loss", "rec", "rec_flow", "hj", "ic"):
+        assert last[term] < 0.8 * first[term], (term, first, last)
+    # gradients reach the encoder through the unrolled flow, and the potentials and the prior
+    opt.zero_grad()
+    model(batches[0])["rec_flow"].backward()
+    assert model.encoder.head.weight.grad.abs().sum() > 0
+    assert model.potentials.fuse.weight.grad[0].abs().sum() > 0
+    assert model.potentials.fuse.weight.grad[1].abs().sum() == 0  # only the batch's k
+    opt.zero_grad()
+    model(batches[0])["kl_flow"].backward()
+    assert model.prior.sigma.grad[0, 1:].abs().sum() > 0
+
+
+def test_forward_terms_weights_and_flow_helpers():
+    model = _tiny(weights=FFRLWeights(hj=0.0, ic=0.0))
+    bright, _ = _frames(4)
+    out = model({"frames": bright, "k": torch.zeros(4)})
+    assert set(out) == {"loss", "rec", "kl", "rec_flow", "kl_flow", "hj", "ic"}
+    torch.manual_seed(1)
+    a = model({"frames": bright, "k": torch.zeros(4)})
+    parts = a["rec"] + a["kl"] + a["rec_flow"] + a["kl_flow"]
+    torch.testing.assert_close(a["loss"], parts)
+    z = torch.randn(4, 4)
+    path = model.flow(z, 0, steps=6)  # extrapolation past the 3 trained steps
+    assert path.shape == (4, 7, 4) and torch.equal(path[:, 0], z)
+    both = model.flow(z, [0, 1], steps=1)  # composition: sum of the two fields
+    expected = z + model.field(z, 1, 0) + model.field(z, 1, 1)
+    torch.testing.assert_close(both[:, 1], expected.detach())
+
+
+def test_forward_with_sequence_fn_draws_one_k():
+    calls = []
+
+    def seq(x0, k):
+        calls.append(k)
+        return x0[:, None].expand(-1, 4, -1, -1, -1)
+
+    model = _tiny(sequence_fn=seq)
+    out = model((torch.rand(4, 3, 8, 8), torch.zeros(4)))
+    assert torch.isfinite(out["loss"]) and len(calls) == 1 and calls[0] in (0, 1)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="hj_variant"):
+        _tiny(hj_variant="paper")
+    with pytest.raises(ValueError, match="density"):
+        _tiny(density="trace")
+    with pytest.raises(ValueError, match="steps"):
+        FFRL((3, 8, 8), 4, 2, steps=0)
+    with pytest.raises(ValueError, match=r"weights\.hj"):
+        _tiny(weights=FFRLWeights(hj=-1.0))
+    model = _tiny()
+    bright, _ = _frames(4)
+    with pytest.raises(ValueError, match="needs 4"):
+        model({"frames": bright[:, :2], "k": torch.zeros(4)})
+    with pytest.raises(ValueError, match="one transformation per batch"):
+        model({"frames": bright, "k": torch.tensor([0, 1, 0, 0])})
+    with pytest.raises(ValueError, match=r"k: must be in 0\.\.1"):
+        model({"frames": bright, "k": torch.full((4,), 2)})
+    with pytest.raises(ValueError, match="frames: expected"):
+        model({"frames": torch.rand(4, 4, 3, 6, 6), "k": torch.zeros(4)})
+    with pytest.raises(ValueError, match="z: expected"):
+        model.potentials(torch.rand(4, 5), 1.0, 0)
+    with pytest.raises(ValueError, match="sequence_fn"):
+        model(torch.rand(4, 3, 8, 8))
