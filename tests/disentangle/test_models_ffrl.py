@@ -7,6 +7,7 @@ from disentangle.models.ffrl import (
     FFRL,
     FFRLWeights,
     PotentialNetworks,
+    equivariance_error,
     hessian_row_sums,
     hj_residual,
     initial_condition_loss,
@@ -227,3 +228,43 @@ def test_bad_input():
         model.potentials(torch.rand(4, 5), 1.0, 0)
     with pytest.raises(ValueError, match="sequence_fn"):
         model(torch.rand(4, 3, 8, 8))
+
+
+def test_equivariance_error_closed_form_and_perfect_model():
+    frames = torch.rand(3, 4, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    assert equivariance_error(frames, frames)["sum"].item() == 0
+    off = equivariance_error(frames + 0.1, frames)
+    torch.testing.assert_close(off["sum"], torch.tensor(0.1 * 4 * 3 * 5 * 5))
+    torch.testing.assert_close(off["per_pixel"], torch.tensor(0.1))
+    with pytest.raises(ValueError, match="equal"):
+        equivariance_error(frames[:, :2], frames)
+    model = _tiny()
+    right, _ = _frames(4)
+    e = model.equivariance_error(right, 0)
+    assert e["sum"].item() > 0 and e["per_pixel"].item() <= 1
+
+
+def test_trains_in_the_toolkit_loop_and_resumes(tmp_path, one_thread):
+    from disentangle.data.sequences import make_sequence_dataset, sequence_frames
+    from disentangle.train import TrainConfig, fit
+
+    data = make_sequence_dataset("digits_seq", split="eval", steps=2)
+
+    def build():
+        torch.manual_seed(0)
+        return FFRL(
+            data.observation_shape,
+            latent_dim=4,
+            num_transformations=3,
+            steps=2,
+            architecture="mlp",
+            sequence_fn=lambda x0, k: sequence_frames(x0, k, 2),
+        )
+
+    cfg = TrainConfig(steps=4, batch_size=8, log_every=1, checkpoint_every=2, progress=False)
+    full = fit(build(), data, cfg, tmp_path / "a")
+    assert full.step == 4 and all(torch.isfinite(torch.tensor(v)) for v in full.train.values())
+    fit(build(), data, TrainConfig(**{**vars(cfg), "steps": 2}), tmp_path / "b")
+    resumed = fit(build(), data, cfg, tmp_path / "b", resume=True)
+    assert resumed.resumed_from == 2
+    assert resumed.train == pytest.approx(full.train, rel=1e-5)

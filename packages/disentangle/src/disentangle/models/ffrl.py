@@ -69,6 +69,7 @@ __all__ = [
     "DiffusionPrior",
     "FFRLWeights",
     "PotentialNetworks",
+    "equivariance_error",
     "hessian_row_sums",
     "hj_residual",
     "initial_condition_loss",
@@ -256,6 +257,26 @@ def log_det_step(grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.linalg.slogdet(eye + _hessian(grad_z, z)).logabsdet
 
 
+def equivariance_error(decoded: torch.Tensor, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    """E_k of one batch (ffrl.md §3.2): ``Σ_t (1/B) Σ_b Σ_{c,h,w} |Dec(z_t^b) − x_t^b|``.
+
+    Args:
+        decoded: ``(B, T, C, H, W)`` decoded flowed frames ``Dec(z_t)``, t = 1..T.
+        frames: ``(B, T, C, H, W)`` the true frames ``x_t``, t = 1..T.
+
+    Returns:
+        ``{"sum": pixel L1 summed over pixels and steps, mean over the batch (the paper's E_k),
+        "per_pixel": the same divided by T·C·H·W}``. Average ``sum`` over evaluation batches.
+    """
+    if decoded.shape != frames.shape or decoded.ndim != 5:
+        raise ValueError(
+            f"decoded, frames: expected equal (B, T, C, H, W) shapes, got "
+            f"{tuple(decoded.shape)} and {tuple(frames.shape)}"
+        )
+    total = (decoded - frames).abs().sum((1, 2, 3, 4)).mean()
+    return {"sum": total, "per_pixel": total / frames[0].numel()}
+
+
 class DiffusionPrior(nn.Module):
     """Prior flow of ffrl.md §1.5: ``log p_t = log p_{t−1} − log(1 + ∇²φ)`` per dimension.
 
@@ -388,6 +409,25 @@ class FFRL(nn.Module):
                 z = z + self.field(z, t, ks)
                 path.append(z)
         return torch.stack([p.detach() for p in path], 1)
+
+    @torch.no_grad()
+    def equivariance_error(
+        self, frames: torch.Tensor, k: int, steps: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """E_k on one batch of sequences ``(B, T + 1, C, H, W)`` of transformation ``k``.
+
+        As §3.2 with the flow applied (the Falcor/Isaac code forgot it): ``z_0`` is a sample of
+        q(z|x_0), ``z_t = z_{t−1} + ∇u_k(z_{t−1}, t)``, t = 1..steps (default T′ − 1, the code's
+        ``range(1, D//2)``).
+        """
+        steps = self.steps - 1 if steps is None else steps
+        if not 1 <= steps < frames.shape[1]:
+            raise ValueError(f"steps: must be in 1..{frames.shape[1] - 1}, got {steps}")
+        mean, logvar = self.encoder(frames[:, 0])
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        path = self.flow(z, k, steps)[:, 1:]
+        decoded = self.decode(path.flatten(0, 1)).unflatten(0, path.shape[:2])
+        return equivariance_error(decoded, frames[:, 1 : steps + 1])
 
     def _sequence(self, batch) -> tuple[torch.Tensor, int]:
         if isinstance(batch, dict) or hasattr(batch, "frames"):
