@@ -4,7 +4,8 @@
     python apps/train.py                             # the same, single process
     accelerate launch apps/train.py --preset paper   # HFS/GMG paper settings (300k steps)
     python apps/train.py --regulariser.kind dst --model.base beta_tcvae --train.seed 1
-    accelerate launch --num_processes 2 --cpu apps/train.py   # two CPU processes (DDP, gloo)
+    torchrun --nproc_per_node 2 apps/train.py                # two CPU processes (DDP, gloo)
+    accelerate launch --multi_gpu --num_processes 2 apps/train.py  # two GPUs (or CPU processes)
     python apps/train.py --output-dir runs/x --resume         # continue a stopped run
 
 --preset is read first and sets the defaults of every other field (shown below for the chosen
