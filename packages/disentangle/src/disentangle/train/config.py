@@ -52,7 +52,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The VAE and its base objective (β-VAE or β-TCVAE, optionally with HFS)."""
+    """The model: a VAE with its base objective (β-VAE or β-TCVAE, optionally with HFS), or the
+    flow-factorized model (FFRL, ``disentangle.models.ffrl``) on a sequence dataset."""
 
     architecture: Literal["conv", "mlp"] = "conv"
     """Encoder/decoder: "conv" (Locatello et al. 2019) or "mlp"."""
@@ -72,6 +73,15 @@ class ModelConfig:
     """Latent pairs drawn per step for the HFS term."""
     reconstruction: Literal["bernoulli", "gaussian", "none"] = "bernoulli"
     """Decoder likelihood; "none" is the decoder-free variant (no decoder, no reconstruction)."""
+    kind: Literal["vae", "ffrl"] = "vae"
+    """Model family: "vae" (the VAE family) or "ffrl" (latent flows; needs data.name
+    "digits_seq" or "mnist_seq" and regulariser.kind "none")."""
+    flow_steps: int = 8
+    """FFRL: T′, flow steps trained per sequence (8 for the digit sequences)."""
+    hj_variant: Literal["code", "exact"] = "code"
+    """FFRL: Hamilton-Jacobi penalty as the authors' code ("code") or per sample ("exact")."""
+    density: Literal["code", "laplacian", "exact"] = "code"
+    """FFRL: log-density bookkeeping (Hessian row sums, Laplacian, or exact log-det)."""
 
 
 @dataclass
@@ -175,6 +185,9 @@ class Config:
         """The run folder: ``output_dir`` or a name derived from the config."""
         if self.output_dir is not None:
             return Path(self.output_dir)
+        if self.model.kind == "ffrl":
+            tag = f"ffrl-{self.model.hj_variant}"
+            return Path("runs") / f"{self.data.name}-{tag}-seed{self.train.seed}"
         reg = self.regulariser
         tag = "base" if reg.kind == "none" else f"{reg.kind}-{reg.side}-{reg.cost}"
         return Path("runs") / f"{self.data.name}-{self.model.base}-{tag}-seed{self.train.seed}"
@@ -217,6 +230,23 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
     for name in ("beta", "tc_alpha", "tc_gamma", "hfs_gamma"):
         value = getattr(m, name)
         _check(value >= 0, f"model.{name}", f"must be ≥ 0, got {value}")
+    _check(m.kind in ("vae", "ffrl"), "model.kind", f"unknown model family {m.kind!r}")
+    if m.kind == "ffrl":
+        _check(
+            d.name in ("digits_seq", "mnist_seq"),
+            "data.name",
+            f"the ffrl model trains on sequences: 'digits_seq' or 'mnist_seq', got {d.name!r}",
+        )
+        _check(r.kind == "none", "regulariser.kind", "the ffrl model takes no regulariser ('none')")
+        _check(m.flow_steps >= 1, "model.flow_steps", f"must be ≥ 1, got {m.flow_steps}")
+        _check(m.hj_variant in ("code", "exact"), "model.hj_variant", f"got {m.hj_variant!r}")
+        _check(m.density in ("code", "laplacian", "exact"), "model.density", f"got {m.density!r}")
+    else:
+        _check(
+            d.name not in ("digits_seq", "mnist_seq"),
+            "model.kind",
+            f"{d.name!r} is a sequence dataset for the flow model; pass --model.kind ffrl",
+        )
     _check(m.hfs_pairs >= 1, "model.hfs_pairs", f"must be ≥ 1, got {m.hfs_pairs}")
     _check(
         m.reconstruction in ("bernoulli", "gaussian", "none"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from accelerate.utils import set_seed
 from disentangle.models import VAE, GeometricRegulariser
 from disentangle.train.config import Config, flatten, from_dict, validate
 from disentangle.train.evaluation import Evaluator, headline
+from disentangle.train.flow_evaluation import FlowEvaluator
 from disentangle.train.history import read_history
 from disentangle.train.loop import fit, use_cpu
 from disentangle.train.state import latest_checkpoint
@@ -41,20 +43,43 @@ _FROZEN_ON_RESUME = ("data", "model", "regulariser")
 def dataset_names() -> tuple[str, ...]:
     """Names ``data.name`` accepts (the registry of ``disentangle.data``)."""
     from disentangle import data
+    from disentangle.data.sequences import SEQUENCE_DATASETS
 
-    return tuple(data.DATASETS)
+    return (*data.DATASETS, *SEQUENCE_DATASETS)
 
 
-def build_dataset(cfg: Config) -> Any:
-    """The training dataset: a torch ``Dataset`` that is also a ``GroundTruthData``."""
+def build_dataset(cfg: Config, split: str = "train") -> Any:
+    """The training dataset: a torch ``Dataset`` that is also a ``GroundTruthData``, or for the
+    ffrl model a sequence dataset (``split``: "train" or "eval", disjoint)."""
     from disentangle.data import make_dataset
+
+    if cfg.model.kind == "ffrl":
+        from disentangle.data.sequences import make_sequence_dataset
+
+        return make_sequence_dataset(
+            cfg.data.name, path=cfg.data.path, split=split, steps=cfg.model.flow_steps
+        )
 
     return make_dataset(cfg.data.name, path=cfg.data.path, tiny=cfg.data.tiny)
 
 
-def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: int) -> VAE:
-    """The VAE of ``cfg.model`` with the regulariser of ``cfg.regulariser``."""
+def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: int) -> Any:
+    """The VAE of ``cfg.model`` with the regulariser of ``cfg.regulariser``, or the FFRL model."""
     r, m = cfg.regulariser, cfg.model
+    if m.kind == "ffrl":
+        from disentangle.data.sequences import TRANSFORMATIONS, sequence_frames
+        from disentangle.models.ffrl import FFRL
+
+        return FFRL(
+            observation_shape,
+            latent_dim=m.latent_dim,
+            num_transformations=len(TRANSFORMATIONS),
+            steps=m.flow_steps,
+            architecture=m.architecture,
+            hj_variant=m.hj_variant,
+            density=m.density,
+            sequence_fn=partial(sequence_frames, steps=m.flow_steps),
+        )
     reg = None
     if r.kind != "none":
         reg = GeometricRegulariser(
@@ -104,7 +129,8 @@ def _check_run_dir(cfg: Config, run_dir: Path) -> None:
             f"{section}.{k}"
             for section in _FROZEN_ON_RESUME
             for k in new[section]
-            if old.get(section, {}).get(k) != new[section][k]
+            # fields added after the run was saved are absent from its config.json
+            if k in old.get(section, {}) and old[section][k] != new[section][k]
         ]
         for k in ("seed", "batch_size", "grad_accumulation"):
             if old.get("train", {}).get(k) != new["train"][k]:
@@ -125,7 +151,7 @@ def _write_images(model: VAE, data: Any, run_dir: Path, seed: int) -> list[str]:
         viz.plot_curves(records, out / "losses.png", "train", title="training losses"),
         viz.plot_curves(records, out / "metrics.png", "eval", title="disentanglement scores"),
     ]
-    if model.decoder is not None:
+    if isinstance(model, VAE) and model.decoder is not None:
         rng = np.random.default_rng([seed, 2])
         _, images = data.sample(64, rng)
         device = next(model.parameters()).device
@@ -179,7 +205,12 @@ def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
     if state.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", _config_dict(cfg))
-    evaluator = Evaluator(data, cfg.eval, seed=cfg.train.seed)
+    if cfg.model.kind == "ffrl":
+        evaluator: Any = FlowEvaluator(
+            build_dataset(cfg, "eval"), num_sequences=cfg.eval.num_test or 512, seed=cfg.train.seed
+        )
+    else:
+        evaluator = Evaluator(data, cfg.eval, seed=cfg.train.seed)
     result = fit(
         model,
         data,
