@@ -186,92 +186,105 @@ def _gram_sq(xt: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 
 class _SqEuclideanQuadratic:
-    """Squared-Euclidean clouds x (B, n, dx), y (B, m, dy): the centred low-rank identity."""
+    """Squared-Euclidean clouds x (B, n, dx), y (B, m, dy): the centred low-rank identity.
+
+    The clouds are centred by the plan's own marginals p = P1 and q = Pᵀ1 (computed, never
+    assumed equal to a, b), so that E(P) is exact for the plan at hand.
+    """
 
     low_rank = True
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, A: torch.Tensor, Bw: torch.Tensor):
         self.x, self.y, self.A, self.Bw = x, y, A, Bw
         self.xd, self.yd = x.detach(), y.detach()
-        self.yt = (
-            self.yd - (Bw[..., None] * self.yd).sum(1, keepdim=True) / Bw.sum(1)[:, None, None]
-        )
-        self.t = (self.yt**2).sum(2)
-        # [ỹ, t, 1]: one plan application gives PỸ, Pt and the row marginal p.
-        self.vec = torch.cat([self.yt, self.t[..., None], torch.ones_like(self.t[..., None])], 2)
-        self.const_y = self._marginal_term(self.yt, self.t, Bw)
 
     @staticmethod
     def _marginal_term(xt, s, p):
+        """Σ_ik p_i p_k |x_i − x_k|⁴ for x̃ centred by p, s = |x̃|²."""
         ps = (p * s).sum(1)
         return 2 * (p * s * s).sum(1) + 2 * ps**2 + 4 * _gram_sq(xt, p)
 
-    def _centre_x(self, x, p):
-        xt = x - (p[..., None] * x).sum(1, keepdim=True) / p.sum(1)[:, None, None]
-        return xt, (xt**2).sum(2)
+    @staticmethod
+    def _centre(z, w):
+        c = (w[..., None] * z).sum(1, keepdim=True) / w.sum(1)[:, None, None]
+        zt = z - c
+        return zt, (zt**2).sum(2), c
 
-    def state(self, W: torch.Tensor) -> dict:
-        dy = self.yt.shape[2]
+    def _state(self, apply, q: torch.Tensor) -> dict:
+        yt, t, cy = self._centre(self.yd, q)
+        # [ỹ, t, 1]: one plan application gives PỸ, Pt and the row marginal p.
+        W = apply(torch.cat([yt, t[..., None], torch.ones_like(t[..., None])], 2))
+        dy = yt.shape[2]
         PY, Pt, p = W[..., :dy], W[..., dy], W[..., dy + 1]
-        xt, s = self._centre_x(self.xd, p)
+        xt, s, _ = self._centre(self.xd, p)
         Z = xt.transpose(1, 2) @ PY
-        return {"W": W, "p": p, "xt": xt, "s": s, "Z": Z, "Pt": Pt}
+        return {
+            "W": W,
+            "p": p,
+            "q": q,
+            "xt": xt,
+            "s": s,
+            "Z": Z,
+            "Pt": Pt,
+            "PY": PY,
+            "yt": yt,
+            "t": t,
+            "cy": cy,
+        }
 
     def state_from(self, op: _PlanOp) -> dict:
-        return self.state(op.apply(self.vec, 1))
+        ones = torch.ones_like(op.u[..., None])
+        q = op.apply(ones, 0)[..., 0]
+        return self._state(lambda vec: op.apply(vec, 1), q)
 
     def initial(self, P: torch.Tensor | None) -> dict:
-        if P is None:  # a⊗b: P[ỹ, t, 1] = a ⊗ bᵀ[ỹ, t, 1] = a ⊗ [0, ⟨b, t⟩, Σb]
-            W = self.A[..., None] * (self.Bw[..., None] * self.vec).sum(1, keepdim=True)
-            return self.state(W)
-        return self.state(P @ self.vec)
+        if P is None:  # a⊗b: P[ỹ, t, 1] = a ⊗ bᵀ[ỹ, t, 1]
+            A, Bw = self.A, self.Bw
+            return self._state(
+                lambda v: A[..., None] * (Bw[..., None] * v).sum(1, keepdim=True), Bw
+            )
+        return self._state(lambda v: P @ v, P.sum(1))
 
     def energy(self, st: dict) -> torch.Tensor:
-        p, s, Z = st["p"], st["s"], st["Z"]
-        qt = (self.Bw * self.t).sum(1)
+        p, q, s, t, Z = st["p"], st["q"], st["s"], st["t"], st["Z"]
         return (
             self._marginal_term(st["xt"], s, p)
-            + self.const_y
+            + self._marginal_term(st["yt"], t, q)
             - 4 * (s * st["Pt"]).sum(1)
-            - 4 * (p * s).sum(1) * qt
+            - 4 * (p * s).sum(1) * (q * t).sum(1)
             - 8 * (Z * Z).sum((1, 2))
         )
 
     def linearize(self, st: dict, backend: str, batched: bool) -> LowRankGeometry:
-        xt, s, Z = st["xt"], st["s"], st["Z"]
-        if xt.shape[2] <= self.yt.shape[2]:
+        xt, s, Z, yt, t = st["xt"], st["s"], st["Z"], st["yt"], st["t"]
+        if xt.shape[2] <= yt.shape[2]:
             U = torch.cat([-4 * s[..., None], -16 * xt], 2)
-            V = torch.cat([self.t[..., None], self.yt @ Z.transpose(1, 2)], 2)
+            V = torch.cat([t[..., None], yt @ Z.transpose(1, 2)], 2)
         else:
             U = torch.cat([-4 * s[..., None], -16 * xt @ Z], 2)
-            V = torch.cat([self.t[..., None], self.yt], 2)
+            V = torch.cat([t[..., None], yt], 2)
         return LowRankGeometry(U if batched else U[0], V if batched else V[0], backend=backend)
 
     def lin_cost(self, prev: dict, st: dict) -> torch.Tensor:
-        """⟨∇E(P_prev), P_new⟩ with the gradient as given to Sinkhorn."""
-        dy = self.yt.shape[2]
-        Znew = prev["xt"].transpose(1, 2) @ st["W"][..., :dy]
-        return -4 * (prev["s"] * st["Pt"]).sum(1) - 16 * (prev["Z"] * Znew).sum((1, 2))
+        """⟨∇E(P_prev), P_new⟩ with the gradient as given to Sinkhorn (prev's centring)."""
+        d = st["cy"] - prev["cy"]  # ỹ_prev = ỹ_new + d
+        PY = st["PY"] + st["p"][..., None] * d
+        Pt = st["Pt"] + 2 * (st["PY"] * d).sum(2) + st["p"] * (d * d).sum(2)
+        Znew = prev["xt"].transpose(1, 2) @ PY
+        return -4 * (prev["s"] * Pt).sum(1) - 16 * (prev["Z"] * Znew).sum((1, 2))
 
-    def live_energy(self, st: dict, op: _PlanOp | None) -> torch.Tensor:
-        x, y, Bw = self.x, self.y, self.Bw
-        p = st["p"]
-        yt = y - (Bw[..., None] * y).sum(1, keepdim=True) / Bw.sum(1)[:, None, None]
-        t = (yt**2).sum(2)
-        vec = torch.cat([yt, t[..., None]], 2)
+    def live_energy(self, st: dict, op: _PlanOp) -> torch.Tensor:
+        p, q = st["p"], st["q"]
+        yt, t, _ = self._centre(self.y, q)
+        xt, s, _ = self._centre(self.x, p)
         dy = yt.shape[2]
-        if op is None:  # initial plan a⊗b given densely is not reachable here
-            raise RuntimeError("internal: live energy needs the plan operator")
-        W = _FrozenPlanApply.apply(vec, op, st["W"][..., : dy + 1])
-        PY, Pt = W[..., :dy], W[..., dy]
-        xt, s = self._centre_x(x, p)
-        Z = xt.transpose(1, 2) @ PY
-        qt = (Bw * t).sum(1)
+        W = _FrozenPlanApply.apply(torch.cat([yt, t[..., None]], 2), op, st["W"][..., : dy + 1])
+        Z = xt.transpose(1, 2) @ W[..., :dy]
         return (
             self._marginal_term(xt, s, p)
-            + self._marginal_term(yt, t, Bw)
-            - 4 * (s * Pt).sum(1)
-            - 4 * (p * s).sum(1) * qt
+            + self._marginal_term(yt, t, q)
+            - 4 * (s * W[..., dy]).sum(1)
+            - 4 * (p * s).sum(1) * (q * t).sum(1)
             - 8 * (Z * Z).sum((1, 2))
         )
 
