@@ -13,6 +13,7 @@ from disentangle.models.ffrl import (
     initial_condition_loss,
     laplacian,
     log_det_step,
+    log_likelihood,
     sinusoidal_embedding,
     velocity,
 )
@@ -268,3 +269,20 @@ def test_trains_in_the_toolkit_loop_and_resumes(tmp_path, one_thread):
     resumed = fit(build(), data, cfg, tmp_path / "b", resume=True)
     assert resumed.resumed_from == 2
     assert resumed.train == pytest.approx(full.train, rel=1e-5)
+
+
+def test_log_likelihood_is_exact_with_the_true_posterior():
+    """x = z + N(0, I), z ~ N(0, I): p(x) = N(0, 2I), q(z|x) = N(x/2, I/2) makes every weight
+    equal p(x), so the estimate is exact for any number of samples."""
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mean, logvar = x / 2, torch.full_like(x, torch.log(torch.tensor(0.5)).item())
+    exact = (-0.5 * (torch.log(torch.tensor(4 * torch.pi)) + x.pow(2) / 2)).sum(1)
+    for s in (1, 7):
+        torch.testing.assert_close(log_likelihood(x, lambda z: z, mean, logvar, s), exact)
+    # a worse posterior gives a lower (ELBO-type) estimate, improved by more samples
+    gen = torch.Generator().manual_seed(1)
+    one = log_likelihood(x, lambda z: z, mean * 0, logvar * 0, 1, gen).mean()
+    many = log_likelihood(x, lambda z: z, mean * 0, logvar * 0, 2000, gen).mean()
+    assert one < many - 1 and many < exact.mean() + 0.2
+    with pytest.raises(ValueError, match="num_samples"):
+        log_likelihood(x, lambda z: z, mean, logvar, 0)
