@@ -44,6 +44,7 @@ def test_ffrl_run_writes_results_with_equivariance_errors(tmp_path, one_thread):
     scores = results["scores"]
     for name in ("scale", "rotate", "hue"):
         assert scores[f"E_{name}"] > 0 and 0 < scores[f"E_{name}_per_pixel"] <= 1
+    assert -1e5 < scores["log_px0"] < 0
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["scores"] == pytest.approx(scores)
     assert saved["config"]["model"]["kind"] == "ffrl"

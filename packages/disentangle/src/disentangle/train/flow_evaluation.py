@@ -1,4 +1,5 @@
-"""Evaluation hook of the flow-factorized model: E_k per transformation (ffrl.md §3.2).
+"""Evaluation hook of the flow-factorized model: E_k per transformation (ffrl.md §3.2) and the
+importance-sampled log-likelihood of the first frames.
 
 :class:`FlowEvaluator` is the ``evaluate(model, step)`` hook of :func:`disentangle.train.fit` for
 :class:`disentangle.models.ffrl.FFRL` on a sequence dataset (``disentangle.data.sequences``). It
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from disentangle.models.ffrl import log_likelihood
+
 __all__ = ["FlowEvaluator"]
 
 
@@ -27,15 +30,25 @@ class FlowEvaluator:
         seed: seed of the sequence choice and of the posterior samples ``z_0``.
 
     Calling it returns ``{"E_<name>": E_k, "E_<name>_per_pixel": ..., "E_mean": ...}``, where
-    ``E_k`` is the pixel L1 summed over pixels and over t = 1..T′−1, averaged over sequences.
+    ``E_k`` is the pixel L1 summed over pixels and over t = 1..T′−1, averaged over sequences, and
+    ``"log_px0"``: the mean importance-sampled log p(x_0) (σ = 1 Gaussian decoder,
+    ``is_samples`` samples; :func:`disentangle.models.ffrl.log_likelihood`).
     """
 
-    def __init__(self, data: Any, num_sequences: int = 512, batch_size: int = 128, seed: int = 0):
+    def __init__(
+        self,
+        data: Any,
+        num_sequences: int = 512,
+        batch_size: int = 128,
+        seed: int = 0,
+        is_samples: int = 10,
+    ):
         if num_sequences < 1 or batch_size < 1:
             raise ValueError(
                 f"num_sequences, batch_size: must be ≥ 1, got {num_sequences}, {batch_size}"
             )
         self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.is_samples = is_samples
         order = np.random.default_rng(seed).permutation(len(data))
         self.indices = np.sort(order[: min(num_sequences, len(data))])
         self.last: dict[str, Any] = {}
@@ -55,6 +68,15 @@ class FlowEvaluator:
                     per_pixel += err["per_pixel"].item() * len(idx)
                 scores[f"E_{name}"] = total / len(self.indices)
                 scores[f"E_{name}_per_pixel"] = per_pixel / len(self.indices)
+            total = 0.0
+            for start in range(0, len(self.indices), self.batch_size):
+                x0 = self.data.first_frames(self.indices[start : start + self.batch_size])
+                x0 = x0.to(device)
+                with torch.no_grad():
+                    mean, logvar = model.encoder(x0)
+                    ll = log_likelihood(x0, model.decode, mean, logvar, self.is_samples)
+                total += ll.sum().item()
+            scores["log_px0"] = total / len(self.indices)
         names = self.data.transformations
         scores["E_mean"] = float(np.mean([scores[f"E_{n}"] for n in names]))
         self.last = {"step": step, "scores": scores, "details": {}}
