@@ -15,7 +15,7 @@ from disentangle.train.config import (
     RegulariserConfig,
     TrainConfig,
 )
-from disentangle.train.runner import dataset_names, run
+from disentangle.train.runner import build_model, dataset_names, run
 
 
 @pytest.fixture
@@ -61,6 +61,17 @@ def test_ffrl_config_validation():
     with pytest.raises(ValueError, match=r"regulariser\.kind"):
         validate(dataclasses.replace(ok, regulariser=PRESETS["quick"].regulariser), names)
     with pytest.raises(ValueError, match=r"model\.flow_steps"):
-        validate(dataclasses.replace(ok, model=ModelConfig(kind="ffrl", flow_steps=0)), names)
+        validate(
+            dataclasses.replace(ok, model=ModelConfig("mlp", kind="ffrl", flow_steps=0)), names
+        )
+    with pytest.raises(ValueError, match=r"model\.architecture"):
+        validate(dataclasses.replace(ok, model=ModelConfig("conv", kind="ffrl")), names)
+    with pytest.raises(ValueError, match=r"model\.hj_weight"):
+        validate(
+            dataclasses.replace(ok, model=ModelConfig("mlp", kind="ffrl", hj_weight=-1.0)), names
+        )
+    ablation = dataclasses.replace(ok, model=ModelConfig("mlp", kind="ffrl", hj_weight=0.0))
+    model = build_model(ablation, (3, 28, 28), 10)
+    assert model.weights.hj == 0 and model.weights.ic == 0 and model.weights.rec == 1
     with pytest.raises(ValueError, match=r"model\.kind"):
         validate(dataclasses.replace(PRESETS["quick"], data=DataConfig(name="digits_seq")), names)

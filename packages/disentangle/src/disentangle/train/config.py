@@ -82,6 +82,9 @@ class ModelConfig:
     """FFRL: Hamilton-Jacobi penalty as the authors' code ("code") or per sample ("exact")."""
     density: Literal["code", "laplacian", "exact"] = "code"
     """FFRL: log-density bookkeeping (Hessian row sums, Laplacian, or exact log-det)."""
+    hj_weight: float = 1.0
+    """FFRL: weight of the Hamilton-Jacobi and initial-condition penalties (1 as the paper;
+    0 is the "no HJ" ablation)."""
 
 
 @dataclass
@@ -239,6 +242,12 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
         )
         _check(r.kind == "none", "regulariser.kind", "the ffrl model takes no regulariser ('none')")
         _check(m.flow_steps >= 1, "model.flow_steps", f"must be ≥ 1, got {m.flow_steps}")
+        _check(m.hj_weight >= 0, "model.hj_weight", f"must be ≥ 0, got {m.hj_weight}")
+        _check(
+            m.architecture == "mlp",
+            "model.architecture",
+            "the 28×28 digit sequences need 'mlp' (the conv encoder needs multiples of 16)",
+        )
         _check(m.hj_variant in ("code", "exact"), "model.hj_variant", f"got {m.hj_variant!r}")
         _check(m.density in ("code", "laplacian", "exact"), "model.density", f"got {m.density!r}")
     else:

@@ -68,7 +68,7 @@ def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: i
     r, m = cfg.regulariser, cfg.model
     if m.kind == "ffrl":
         from disentangle.data.sequences import TRANSFORMATIONS, sequence_frames
-        from disentangle.models.ffrl import FFRL
+        from disentangle.models.ffrl import FFRL, FFRLWeights
 
         return FFRL(
             observation_shape,
@@ -78,6 +78,7 @@ def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: i
             architecture=m.architecture,
             hj_variant=m.hj_variant,
             density=m.density,
+            weights=FFRLWeights(hj=m.hj_weight, ic=m.hj_weight),
             sequence_fn=partial(sequence_frames, steps=m.flow_steps),
         )
     reg = None
