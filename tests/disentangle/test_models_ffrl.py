@@ -1,7 +1,10 @@
 """FFRL model (ffrl.md §1.3–1.7): HJ residual, velocities, log-determinants, training."""
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from disentangle.models.ffrl import (
     FFRL,
@@ -286,3 +289,49 @@ def test_log_likelihood_is_exact_with_the_true_posterior():
     assert one < many - 1 and many < exact.mean() + 0.2
     with pytest.raises(ValueError, match="num_samples"):
         log_likelihood(x, lambda z: z, mean, logvar, 0)
+
+
+def _weak(**kw):
+    torch.manual_seed(0)
+    return FFRL((3, 8, 8), 4, 2, steps=3, architecture="mlp", weakly_supervised=True, **kw)
+
+
+def test_weak_model_with_a_fixed_index_equals_the_supervised_model():
+    weak, sup = _weak(), _tiny()
+    sup.load_state_dict({k: v for k, v in weak.state_dict().items() if k in sup.state_dict()})
+    right, _ = _frames(4)
+    for j in (0, 1):
+        weak.predict_index = lambda frames, hard_sample=True, j=j: F.one_hot(
+            torch.full((frames.shape[0],), j), 2
+        ).float()
+        torch.manual_seed(5)
+        a = weak({"frames": right})
+        torch.manual_seed(5)
+        b = sup({"frames": right, "k": torch.full((4,), j)})
+        assert a["consensus"].item() == 0
+        for term in b:
+            torch.testing.assert_close(a[term], b[term] + (a["consensus"] if term == "loss" else 0))
+    split = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    weak.predict_index = lambda frames, hard_sample=True: split
+    out = weak({"frames": right})
+    torch.testing.assert_close(out["consensus"], -torch.log(torch.tensor(0.75)))
+
+
+def test_weak_temperature_schedule_gradients_and_evaluation():
+    model = _weak()
+    assert model.temperature() == 1.0
+    model.iteration.fill_(250)
+    assert model.temperature() == pytest.approx(math.exp(-3e-5 * 200))
+    model.iteration.fill_(10**6)
+    assert model.temperature() == 0.05
+    model.eval()
+    assert model.temperature() == 0.05
+    model.train()
+    right, _ = _frames(8)
+    model.iteration.zero_()
+    out = model({"frames": right})
+    assert int(model.iteration) == 1 and out["consensus"] >= 0
+    out["loss"].backward()
+    assert model.index_predictor[-1].weight.grad.abs().sum() > 0  # straight-through
+    e = model.equivariance_error(right, k=0)
+    assert torch.isfinite(e["sum"])

@@ -349,6 +349,8 @@ class FFRLWeights:
     """Hamilton–Jacobi penalty (0: the "no HJ" ablation)."""
     ic: float = 1.0
     """Initial-condition penalty."""
+    consensus: float = 1.0
+    """Weakly supervised: batch-consensus loss −log p̄_argmax (ffrl.md §1.11)."""
 
 
 class FFRL(nn.Module):
@@ -369,6 +371,12 @@ class FFRL(nn.Module):
         sequence_fn: ``(x0, k) -> frames (B, T + 1, C, H, W)``; lets ``forward`` take a plain
             image batch and draw one k per batch itself (e.g.
             :func:`disentangle.data.sequences.sequence_frames`).
+        weakly_supervised: hide k (ffrl.md §1.11): an index predictor reads all frames stacked
+            along channels (an MLP here; the authors use a conv trunk) and gives a
+            straight-through hard Gumbel-softmax one-hot per sample, temperature
+            ``max(exp(−3e-5·iteration), 0.05)`` refreshed every 100 iterations; fields, HJ
+            penalties and the prior are mixed by the one-hot, and the batch-consensus loss
+            pushes one k per batch. The IC loss accumulates over k (the code overwrote it).
     """
 
     def __init__(
@@ -384,6 +392,7 @@ class FFRL(nn.Module):
         hutchinson_probes: int = 0,
         weights: FFRLWeights | None = None,
         sequence_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        weakly_supervised: bool = False,
     ) -> None:
         super().__init__()
         if hj_variant not in HJ_VARIANTS:
@@ -415,6 +424,31 @@ class FFRL(nn.Module):
         self.potentials = PotentialNetworks(num_transformations, latent_dim, hidden)
         self.slacks = PotentialNetworks(num_transformations, latent_dim, hidden)
         self.prior = DiffusionPrior(num_transformations, steps)
+        self.weakly_supervised = weakly_supervised
+        if weakly_supervised:
+            frames_in = (steps + 1) * math.prod(self.observation_shape)
+            self.index_predictor = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(frames_in, 256),
+                nn.ReLU(),
+                nn.Linear(256, num_transformations),
+            )
+            self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+
+    def temperature(self) -> float:
+        """Gumbel-softmax τ = max(exp(−3e-5·iteration), 0.05), refreshed every 100 iterations."""
+        it = int(self.iteration) // 100 * 100 if self.training else 100_001
+        return max(math.exp(-3e-5 * it), 0.05)
+
+    def predict_index(self, frames: torch.Tensor, hard_sample: bool = True) -> torch.Tensor:
+        """One-hot ``(B, K)`` over transformations from frames ``(B, T′+1, C, H, W)`` (weak).
+
+        Training: straight-through hard Gumbel-softmax; ``hard_sample=False``: the argmax.
+        """
+        logits = self.index_predictor(frames[:, : self.steps + 1])
+        if hard_sample:
+            return F.gumbel_softmax(logits, tau=self.temperature(), hard=True)
+        return F.one_hot(logits.argmax(1), self.num_transformations).to(logits.dtype)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior ``(mean, logvar)``, each ``(B, n)``, of first frames ``(B, C, H, W)``."""
@@ -455,11 +489,14 @@ class FFRL(nn.Module):
 
         As §3.2 with the flow applied (the Falcor/Isaac code forgot it): ``z_0`` is a sample of
         q(z|x_0), ``z_t = z_{t−1} + ∇u_k(z_{t−1}, t)``, t = 1..steps (default T′ − 1, the code's
-        ``range(1, D//2)``).
+        ``range(1, D//2)``). Weakly supervised models ignore ``k`` and flow along the batch's
+        majority predicted index (as the authors' evaluation mixes by the prediction).
         """
         steps = self.steps - 1 if steps is None else steps
         if not 1 <= steps < frames.shape[1]:
             raise ValueError(f"steps: must be in 1..{frames.shape[1] - 1}, got {steps}")
+        if self.weakly_supervised:  # the model's own index for the batch (k is hidden)
+            k = int(self.predict_index(frames, hard_sample=False).sum(0).argmax())
         mean, logvar = self.encoder(frames[:, 0])
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
         path = self.flow(z, k, steps)[:, 1:]
@@ -469,7 +506,11 @@ class FFRL(nn.Module):
     def _sequence(self, batch) -> tuple[torch.Tensor, int]:
         if isinstance(batch, dict) or hasattr(batch, "frames"):
             frames = batch["frames"] if isinstance(batch, dict) else batch.frames
-            k = batch["k"] if isinstance(batch, dict) else batch.k
+            k = batch.get("k", None) if isinstance(batch, dict) else batch.k
+            if self.weakly_supervised:
+                return frames, -1
+            if k is None:
+                raise ValueError("k: the supervised model needs the batch's transformation 'k'")
             k = torch.as_tensor(k).reshape(-1)
             if k.unique().numel() != 1:
                 raise ValueError("k: the supervised model takes one transformation per batch")
@@ -516,7 +557,7 @@ class FFRL(nn.Module):
                 f"frames: {frames.shape[1]} frames per sequence, the model trains "
                 f"{self.steps} steps and needs {self.steps + 1}"
             )
-        if not 0 <= k < self.num_transformations:
+        if not self.weakly_supervised and not 0 <= k < self.num_transformations:
             raise ValueError(f"k: must be in 0..{self.num_transformations - 1}, got {k}")
         w = self.weights
         x0 = frames[:, 0]
@@ -530,16 +571,38 @@ class FFRL(nn.Module):
         log_p = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
         if self.density != "code":
             log_q, log_p = log_q.sum(1), log_p.sum(1)
-        u_fn = lambda y, s: self.potentials(y, s, k)  # noqa: E731
-        f_fn = lambda y, s: self.slacks(y, s, k)  # noqa: E731
+        if self.weakly_supervised:
+            onehot = self.predict_index(frames)  # (B, K), straight-through
+            mean_onehot = onehot.mean(0)
+            # KL(onehot(argmax) ‖ p̄) = −log p̄_argmax (ffrl.md §1.11)
+            out["consensus"] = -torch.log(mean_onehot.max().clamp_min(1e-8))
+            if self.training:
+                self.iteration += 1
+            active = [j for j in range(self.num_transformations) if mean_onehot[j] > 0]
+        else:
+            onehot = F.one_hot(
+                torch.full_like(mean[:, 0], k, dtype=torch.long), self.num_transformations
+            )
+            onehot, mean_onehot, active = onehot.to(z.dtype), None, [k]
+
+        def share(j: int) -> torch.Tensor | float:
+            return 1.0 if mean_onehot is None else mean_onehot[j]
+
+        fields = [
+            (j, lambda y, s, j=j: self.potentials(y, s, j), lambda y, s, j=j: self.slacks(y, s, j))
+            for j in active
+        ]
         hj, kl_flow, path = z.new_zeros(()), z.new_zeros(()), []
-        out["ic"] = initial_condition_loss(u_fn, z, f_fn)
+        out["ic"] = sum(share(j) * initial_condition_loss(u, z, f) for j, u, f in fields)
         for t in range(1, self.steps + 1):
-            step_hj, grad_z = hj_residual(u_fn, z, t, f_fn, self.hj_variant)
-            hj = hj + step_hj
+            grad_z = torch.zeros_like(z)
+            for j, u, f in fields:  # one pass per active k (all K only when k is hidden)
+                step_hj, grad_j = hj_residual(u, z, t, f, self.hj_variant)
+                hj = hj + share(j) * step_hj
+                grad_z = grad_z + onehot[:, j : j + 1] * grad_j
             log_q = log_q - self._log_det(grad_z, z)
-            prior = self.prior.log_jacobian(k, t)
-            log_p = log_p - (prior if self.density == "code" else prior * self.latent_dim)
+            prior = sum(onehot[:, j] * self.prior.log_jacobian(j, t) for j in active)
+            log_p = log_p - (prior[:, None] if self.density == "code" else prior * self.latent_dim)
             z = z + grad_z
             kl_flow = kl_flow + self._kl_flow(log_q, log_p)
             path.append(z)
@@ -555,4 +618,6 @@ class FFRL(nn.Module):
             + w.hj * out["hj"]
             + w.ic * out["ic"]
         )
+        if self.weakly_supervised:
+            out["loss"] = out["loss"] + w.consensus * out["consensus"]
         return out
