@@ -73,5 +73,8 @@ def test_ffrl_config_validation():
     ablation = dataclasses.replace(ok, model=ModelConfig("mlp", kind="ffrl", hj_weight=0.0))
     model = build_model(ablation, (3, 28, 28), 10)
     assert model.weights.hj == 0 and model.weights.ic == 0 and model.weights.rec == 1
+    assert not model.weakly_supervised
+    weak = dataclasses.replace(ok, model=ModelConfig("mlp", kind="ffrl", weakly_supervised=True))
+    assert build_model(weak, (3, 28, 28), 10).weakly_supervised
     with pytest.raises(ValueError, match=r"model\.kind"):
         validate(dataclasses.replace(PRESETS["quick"], data=DataConfig(name="digits_seq")), names)

@@ -354,7 +354,8 @@ class FFRLWeights:
 
 
 class FFRL(nn.Module):
-    """The supervised FFRL model (ffrl.md §1.7) for :func:`disentangle.train.fit`.
+    """The FFRL model (supervised, ffrl.md §1.7; or weakly supervised, §1.11) for
+    :func:`disentangle.train.fit`.
 
     Args:
         observation_shape: ``(C, H, W)`` of a frame.

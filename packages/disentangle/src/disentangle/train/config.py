@@ -82,6 +82,8 @@ class ModelConfig:
     """FFRL: Hamilton-Jacobi penalty as the authors' code ("code") or per sample ("exact")."""
     density: Literal["code", "laplacian", "exact"] = "code"
     """FFRL: log-density bookkeeping (Hessian row sums, Laplacian, or exact log-det)."""
+    weakly_supervised: bool = False
+    """FFRL: hide k from the model (index predictor + batch consensus, ffrl.md §1.11)."""
     hj_weight: float = 1.0
     """FFRL: weight of the Hamilton-Jacobi and initial-condition penalties (1 as the paper;
     0 is the "no HJ" ablation)."""

@@ -79,6 +79,7 @@ def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: i
             hj_variant=m.hj_variant,
             density=m.density,
             weights=FFRLWeights(hj=m.hj_weight, ic=m.hj_weight),
+            weakly_supervised=m.weakly_supervised,
             sequence_fn=partial(sequence_frames, steps=m.flow_steps),
         )
     reg = None
