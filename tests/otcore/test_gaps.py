@@ -1,0 +1,189 @@
+"""Monge gap, distortion and Gromov-Monge gap: bounds, known answers, gradients."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import otcore
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny problems: one intra-op thread avoids OpenMP start-up latency on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _orthogonal(d, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(d, d, generator=g, dtype=F64))[0]
+
+
+@st.composite
+def random_maps(draw):
+    n = draw(st.integers(4, 24))
+    dx, dy = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    x = torch.randn(n, dx, generator=g, dtype=F64)
+    W1 = torch.randn(dx, 8, generator=g, dtype=F64)
+    W2 = torch.randn(8, dy, generator=g, dtype=F64)
+    y = torch.tanh(x @ W1) @ W2 * draw(st.floats(0.1, 3.0))
+    return x, y, draw(st.sampled_from(["sqeuclidean", "scaled_sqeuclidean", "cosine"]))
+
+
+@settings(max_examples=20, deadline=None)
+@given(random_maps())
+def test_gmg_between_entropic_bias_and_distortion(problem):
+    x, y, cost = problem
+    parts = otcore.gromov_monge_gap(x, y, cost, return_parts=True)
+    eps = float(parts.gw.epsilon)
+    assert float(parts.value) <= float(parts.distortion) + 1e-12
+    assert float(parts.value) >= -eps * math.log(len(x)) - 1e-9
+    assert torch.isfinite(parts.value)
+
+
+@settings(max_examples=20, deadline=None)
+@given(random_maps())
+def test_monge_gap_nonnegative(problem):
+    x, _, _ = problem
+    y = x * 2.0 + torch.sin(3 * x)
+    gap, out = otcore.monge_gap(x, y, return_output=True)
+    assert float(gap) >= float(out.epsilon) * math.log(len(x)) * (1 - 1e-6) - 1e-9
+
+
+def test_distortion_closed_form():
+    x = torch.tensor([[0.0], [1.0], [3.0]], dtype=F64)
+    y = torch.tensor([[0.0], [2.0], [3.0]], dtype=F64)
+    # Cx = [[0,1,9],[1,0,4],[9,4,0]], Cy = [[0,4,9],[4,0,1],[9,1,0]]: differences 3, 0, 3 twice
+    torch.testing.assert_close(otcore.distortion(x, y), torch.tensor(4 * 9 / 9, dtype=F64))
+    assert float(otcore.distortion(x, lambda z: -z + 5.0)) == 0.0
+
+
+@pytest.mark.parametrize("cost", ["sqeuclidean", "cosine"])
+def test_gmg_vanishes_on_isometries_not_on_shuffled_maps(cost):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 10, generator=g, dtype=F64)
+    y = x @ _orthogonal(10, 1)  # isometry for ‖·‖², orthogonal map for the cosine
+    iso = otcore.gromov_monge_gap(x, y, cost, return_parts=True)
+    shuffled = otcore.gromov_monge_gap(
+        x, y[torch.randperm(64, generator=g)], cost, return_parts=True
+    )
+    bias = float(iso.gw.epsilon) * math.log(64)
+    assert float(iso.distortion) < 1e-20
+    assert abs(float(iso.value)) <= bias  # the entropic bias bound
+    assert abs(float(iso.value)) < 1e-2 * float(shuffled.distortion)
+    assert float(shuffled.value) > 0.5 * float(shuffled.distortion)
+
+
+def test_three_point_example():
+    """Paper Fig. 1: an optimal map has GMG = 0 with DST > 0; swapping two images gives GMG > 0."""
+    x = torch.tensor([[0.0], [1.0], [3.0]], dtype=F64)
+    y = torch.tensor([[0.0], [1.0], [1.5]], dtype=F64)  # no isometry onto these distances
+    import itertools
+
+    perms = [list(p) for p in itertools.permutations(range(3))]
+    dst = [float(otcore.distortion(x, y[p])) for p in perms]
+    best, worst = perms[dst.index(min(dst))], perms[dst.index(max(dst))]
+    opt = otcore.gromov_monge_gap(x, y[best], epsilon0=1e-3, return_parts=True)
+    bad = otcore.gromov_monge_gap(x, y[worst], epsilon0=1e-3, return_parts=True)
+    assert float(opt.distortion) > 0.1
+    assert abs(float(opt.value)) < 1e-3 * float(opt.distortion)
+    assert float(bad.value) > 0.5 * (float(bad.distortion) - float(opt.distortion))
+
+
+def test_monge_gap_known_answers():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(128, 2, generator=g, dtype=F64)
+    A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=F64)  # SPD: x ↦ Ax is a Brenier map
+    gap, out = otcore.monge_gap(x, x @ A, epsilon=0.002, return_output=True)
+    bias = float(out.epsilon) * math.log(128)
+    assert bias * (1 - 1e-6) <= float(gap) <= 1.5 * bias
+    R = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=F64)  # a quarter turn: not monotone
+    assert float(otcore.monge_gap(x, x @ R, epsilon=0.002)) > 20 * bias
+
+
+def test_gmg_gradient_matches_finite_differences():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(12, 3, generator=g, dtype=F64)
+    y = (torch.tanh(x @ torch.randn(3, 2, generator=g, dtype=F64))).requires_grad_()
+    kw = dict(epsilon0=0.5, tol=1e-12, inner_tol=1e-11, max_iter=200, inner_max_iter=5000)
+    parts = otcore.gromov_monge_gap(x, y, "cosine", return_parts=True, **kw)
+    (grad,) = torch.autograd.grad(parts.value, y)
+    D = torch.randn(12, 2, generator=g, dtype=F64)
+    eps = parts.gw.epsilon  # hold ε fixed (it is a stop-gradient statistic)
+
+    def f(t):  # DST − (E + εKL): the envelope of the frozen-coupling gradient
+        yt = y.detach() + t * D
+        Cx, Cy = otcore.pairwise_cost(x, "cosine"), otcore.pairwise_cost(yt, "cosine")
+        gw = otcore.gromov_wasserstein(
+            otcore.Geometry(Cx),
+            otcore.Geometry(Cy),
+            epsilon=eps,
+            init=torch.eye(12, dtype=F64) / 12,
+            **{k: v for k, v in kw.items() if k != "epsilon0"},
+        )
+        return float(otcore.distortion(x, yt, "cosine") - gw.reg_value)
+
+    h = 1e-5
+    fd = (f(h) - f(-h)) / (2 * h)
+    assert abs(fd - float((grad * D).sum())) < 1e-4 * max(1.0, abs(fd))
+
+
+def test_monge_gap_gradient_matches_finite_differences():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(20, 2, generator=g, dtype=F64)
+    y = (x @ torch.randn(2, 2, generator=g, dtype=F64)).requires_grad_()
+    kw = dict(epsilon=0.5, relative_epsilon=None, tol=1e-12, max_iter=20000)
+    (grad,) = torch.autograd.grad(otcore.monge_gap(x, y, **kw), y)
+    D = torch.randn(20, 2, generator=g, dtype=F64)
+    h = 1e-6
+    fd = (
+        float(otcore.monge_gap(x, y.detach() + h * D, **kw))
+        - float(otcore.monge_gap(x, y.detach() - h * D, **kw))
+    ) / (2 * h)
+    assert abs(fd - float((grad * D).sum())) < 1e-6 * max(1.0, abs(fd))
+
+
+def test_batched_gmg_equals_single_and_detach_reference():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 16, 4, generator=g, dtype=F64).requires_grad_()
+    y = torch.randn(3, 16, 2, generator=g, dtype=F64).requires_grad_()
+    batched = otcore.gromov_monge_gap(x, y, "scaled_sqeuclidean")
+    assert batched.shape == (3,)
+    for k in range(3):
+        single = otcore.gromov_monge_gap(x[k], y[k], "scaled_sqeuclidean")
+        # same algorithm; batched stops when every problem meets tol=1e-3 (relative)
+        torch.testing.assert_close(batched[k], single, rtol=1e-2, atol=1e-9)
+    batched.sum().backward()
+    assert x.grad is not None and y.grad is not None
+    x2 = x.detach().clone().requires_grad_()
+    otcore.gromov_monge_gap(x2, y, detach_reference=True).sum().backward()
+    assert x2.grad is None
+
+
+def test_gaps_accept_float32_and_high_dimension():
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(32, 4096, generator=g)  # flattened 64 × 64 images
+    z = torch.randn(32, 10, generator=g, requires_grad=True)
+    v = otcore.gromov_monge_gap(x, z, "cosine")
+    v.backward()
+    assert v.dtype == torch.float32 and torch.isfinite(z.grad).all()
+
+
+def test_bad_input_is_rejected():
+    x = torch.randn(10, 3)
+    with pytest.raises(ValueError, match="same points"):
+        otcore.gromov_monge_gap(x, torch.randn(9, 3))
+    with pytest.raises(ValueError, match="Flatten"):
+        otcore.distortion(torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5))
+    with pytest.raises(ValueError, match="Unknown cost"):
+        otcore.distortion(x, x, "manhattan")
+    with pytest.raises(ValueError, match="NaN"):
+        otcore.monge_gap(x, torch.full((10, 3), float("nan")))
