@@ -80,9 +80,9 @@ def fit(
     cost: str,
     reg: str,
     *,
-    steps: int = 600,
+    steps: int = 300,
     n: int = 128,
-    lam: float = 1.0,
+    lam: float = 10.0,
     seed: int = 0,
     progress: bool = False,
 ) -> Fit:
@@ -144,8 +144,8 @@ def plot(fits: list[Fit], out: Path, seed: int = 0) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("docs/img/gmg_toy.png"))
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--lam", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lam", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     fits = []
