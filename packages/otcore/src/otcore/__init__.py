@@ -22,6 +22,23 @@ from otcore.geometry import Geometry, PointCloud, keops_available
 from otcore.gromov import GWOutput, gromov_wasserstein
 from otcore.lowrank import LowRankGeometry
 from otcore.sinkhorn import ConvergenceWarning, SinkhornOutput, sinkhorn
+from otcore.sliced import (
+    SlicedOutput,
+    StiefelOutput,
+    barycentric_sliced_objective,
+    max_k_sliced_barycentric,
+    max_sliced_wasserstein,
+    random_stiefel,
+    sliced_wasserstein,
+    stiefel_ascent,
+)
+from otcore.univariate import (
+    monotone_map,
+    piecewise_linear,
+    quantile_barycenter,
+    quantile_function,
+    wasserstein_1d,
+)
 
 __version__ = "0.1.0"
 
@@ -37,14 +54,27 @@ __all__ = [
     "LowRankGeometry",
     "PointCloud",
     "SinkhornOutput",
+    "SlicedOutput",
     "SqEuclidean",
+    "StiefelOutput",
+    "barycentric_sliced_objective",
     "distortion",
     "get_cost",
     "gromov_monge_gap",
     "gromov_wasserstein",
     "keops_available",
+    "max_k_sliced_barycentric",
+    "max_sliced_wasserstein",
     "monge_gap",
+    "monotone_map",
     "pairwise_cost",
+    "piecewise_linear",
+    "quantile_barycenter",
+    "quantile_function",
+    "random_stiefel",
     "sinkhorn",
     "sinkhorn_divergence",
+    "sliced_wasserstein",
+    "stiefel_ascent",
+    "wasserstein_1d",
 ]
