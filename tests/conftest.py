@@ -7,4 +7,6 @@ inside the build area (``.cache/keops``) so CI leaves nothing in the home folder
 import os
 from pathlib import Path
 
-os.environ.setdefault("KEOPS_CACHE_FOLDER", str(Path(__file__).resolve().parents[1] / ".cache" / "keops"))
+os.environ.setdefault(
+    "KEOPS_CACHE_FOLDER", str(Path(__file__).resolve().parents[1] / ".cache" / "keops")
+)

@@ -96,35 +96,60 @@ def child(cfg: dict) -> dict:
 
         def run():
             geom = otcore.PointCloud(x, y, backend=cfg.get("backend", "auto"))
-            return otcore.sinkhorn(geom, a, b, epsilon=eps, tol=budget or TARGET,
-                                   max_iter=cfg.get("max_iter", 100000), warn=False)
+            return otcore.sinkhorn(
+                geom,
+                a,
+                b,
+                epsilon=eps,
+                tol=budget or TARGET,
+                max_iter=cfg.get("max_iter", 100000),
+                warn=False,
+            )
 
         t, out = _timed(run, cfg["repeats"])
         res.update(iters=out.n_iters, f=out.f, g=out.g, backend=out.geom.backend)
     elif lib in ("pot_torch", "pot_numpy"):
         import ot
 
-        xs, ys, as_, bs = (x, y, a, b) if lib == "pot_torch" else (
-            t.numpy() for t in (x, y, a, b))
+        xs, ys, as_, bs = (x, y, a, b) if lib == "pot_torch" else (t.numpy() for t in (x, y, a, b))
 
         def run():
             M = ot.dist(xs, ys)
-            _, log = ot.sinkhorn(as_, bs, M, eps, method="sinkhorn_log", numItermax=budget,
-                                 stopThr=0.0, log=True, warn=False)
+            _, log = ot.sinkhorn(
+                as_,
+                bs,
+                M,
+                eps,
+                method="sinkhorn_log",
+                numItermax=budget,
+                stopThr=0.0,
+                log=True,
+                warn=False,
+            )
             return log
 
         t, log = _timed(run, cfg["repeats"])
         lu, lv = (torch.as_tensor(log["log_u"]), torch.as_tensor(log["log_v"]))
-        res.update(iters=budget, f=eps * (lu - torch.log(torch.as_tensor(as_))),
-                   g=eps * (lv - torch.log(torch.as_tensor(bs))))
+        res.update(
+            iters=budget,
+            f=eps * (lu - torch.log(torch.as_tensor(as_))),
+            g=eps * (lv - torch.log(torch.as_tensor(bs))),
+        )
     elif lib in ("geomloss_tensorized", "geomloss_online"):
         from geomloss import SamplesLoss
         from geomloss._legacy.sinkhorn_divergence import epsilon_schedule, max_diameter
 
         blur = math.sqrt(eps / 2)  # GeomLoss: cost ‖x−y‖²/2, ε = blur²
         backend = lib.split("_")[1]
-        loss = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=budget, debias=False,
-                           potentials=True, backend=backend)
+        loss = SamplesLoss(
+            "sinkhorn",
+            p=2,
+            blur=blur,
+            scaling=budget,
+            debias=False,
+            potentials=True,
+            backend=backend,
+        )
         t, (F, G) = _timed(lambda: loss(a, x, b, y), cfg["repeats"])
         diam = max_diameter(x.view(-1, x.shape[-1]), y.view(-1, y.shape[-1]))
         res.update(iters=len(epsilon_schedule(2, diam, blur, budget)), f=2 * F, g=2 * G)
@@ -166,16 +191,30 @@ def child_batched(cfg: dict) -> dict:
         u = torch.full((n,), 1.0 / n)
 
         def run():
-            return [ot.sinkhorn(u, u, ot.dist(x[i], y[i]), float(eps[i]), method="sinkhorn_log",
-                                numItermax=cfg["budget"], stopThr=0.0, warn=False)
-                    for i in range(k)]
+            return [
+                ot.sinkhorn(
+                    u,
+                    u,
+                    ot.dist(x[i], y[i]),
+                    float(eps[i]),
+                    method="sinkhorn_log",
+                    numItermax=cfg["budget"],
+                    stopThr=0.0,
+                    warn=False,
+                )
+                for i in range(k)
+            ]
 
         t, Ps = _timed(run, 1)
         P, iters = torch.stack(Ps), cfg["budget"]
     u = torch.full((n,), 1.0 / n, dtype=torch.float64)
-    viol = ((P.double().sum(-1) - u).abs().sum(-1) + (P.double().sum(-2) - u).abs().sum(-1))
-    return {"time_s": t * B / k, "measured_problems": k, "iters": iters,
-            "violation": float(viol.max())}
+    viol = (P.double().sum(-1) - u).abs().sum(-1) + (P.double().sum(-2) - u).abs().sum(-1)
+    return {
+        "time_s": t * B / k,
+        "measured_problems": k,
+        "iters": iters,
+        "violation": float(viol.max()),
+    }
 
 
 # --------------------------------------------------------------------------- parent side
@@ -183,8 +222,13 @@ def spawn(cfg: dict, timeout: float = 900) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     env.setdefault("KEOPS_CACHE_FOLDER", str(ROOT / ".cache" / "keops"))
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timeout > {timeout:.0f}s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -217,8 +261,11 @@ def pot_budgets(start: int = 10) -> list[int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--targets", action="store_true",
-                    help="only the issue's target rows: N=2000 d=3 ε=0.01, KeOps N=20k, batched")
+    ap.add_argument(
+        "--targets",
+        action="store_true",
+        help="only the issue's target rows: N=2000 d=3 ε=0.01, KeOps N=20k, batched",
+    )
     ap.add_argument("--child")
     ap.add_argument("--child-batched")
     args = ap.parse_args()
@@ -244,15 +291,19 @@ def main() -> None:
                 ours["budget"] = "tol=1e-3"
                 rows.append(("otcore (dense)", base, ours))
                 print(n, d, e, "otcore", ours, flush=True)
-                peers = [("GeomLoss tensorized", "geomloss_tensorized",
-                          [0.5, 0.7, 0.9, 0.95, 0.99])]
+                peers = [
+                    ("GeomLoss tensorized", "geomloss_tensorized", [0.5, 0.7, 0.9, 0.95, 0.99])
+                ]
                 if n <= 2000 and not (quick and n > 500):
                     peers.append(("POT torch sinkhorn_log", "pot_torch", pot_budgets()))
                 if n <= 1000 and not quick:
                     peers.append(("POT numpy sinkhorn_log", "pot_numpy", pot_budgets()))
                 for label, lib, budgets in peers:
-                    r = to_tolerance({**base, "lib": lib, "repeats": 1 if "pot" in lib else 3},
-                                     budgets, timeout=600)
+                    r = to_tolerance(
+                        {**base, "lib": lib, "repeats": 1 if "pot" in lib else 3},
+                        budgets,
+                        timeout=600,
+                    )
                     rows.append((label, base, r))
                     print(n, d, e, lib, r, flush=True)
 
@@ -273,14 +324,23 @@ def main() -> None:
         if loop_b.get("violation", 1) <= TARGET:
             break
     print("batched", ours_b, loop_b, flush=True)
-    write_report(rows, keops_rows, (ours_b, loop_b), "--targets" if args.targets else
-                 "--quick" if quick else "")
+    write_report(
+        rows,
+        keops_rows,
+        (ours_b, loop_b),
+        "--targets" if args.targets else "--quick" if quick else "",
+    )
 
 
 def _run_batched(cfg):
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
-    proc = subprocess.run([sys.executable, __file__, "--child-batched", json.dumps(cfg)],
-                          capture_output=True, text=True, env=env, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child-batched", json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     return lines[-1] if lines else json.dumps({"error": proc.stderr[-200:]})
 
@@ -314,8 +374,10 @@ def write_report(rows, keops_rows, batched, flag) -> None:
         if label.startswith("otcore") and "error" not in r:
             ref[key] = r["time_s"]
         if "error" in r:
-            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {label} | {r.get('budget', '')} | "
-                         f"| | | | | {r['error']} |")
+            lines.append(
+                f"| {key[0]} | {key[1]} | {key[2]} | {label} | {r.get('budget', '')} | "
+                f"| | | | | {r['error']} |"
+            )
             continue
         ms = 1e3 * r["time_s"] / max(r["iters"], 1)
         ratio = r["time_s"] / ref[key] if key in ref else float("nan")
@@ -324,36 +386,56 @@ def write_report(rows, keops_rows, batched, flag) -> None:
             f"| {r['time_s']:.3f} | {ms:.2f} | {r['violation']:.1e} | {r['peak_mb']:.0f} "
             f"| {ratio:.2f}× |"
         )
-    lines += ["", "Time per otcore iteration against two `torch.exp` passes over the cost "
-              "matrix (the issue's yardstick), same process:", "",
-              "| N | d | ε/mean(C) | otcore ms/iter | 2×exp ms | ratio |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Time per otcore iteration against two `torch.exp` passes over the cost "
+        "matrix (the issue's yardstick), same process:",
+        "",
+        "| N | d | ε/mean(C) | otcore ms/iter | 2×exp ms | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, base, r in rows:
         if label.startswith("otcore") and "two_exp_s" in r:
             ms = 1e3 * r["time_s"] / r["iters"]
-            lines.append(f"| {base['n']} | {base['d']} | {base['eps_rel']} | {ms:.2f} | "
-                         f"{1e3 * r['two_exp_s']:.2f} | {ms / (1e3 * r['two_exp_s']):.2f} |")
-    lines += ["", "KeOps (online) at large N, d = 3, ε = 0.05·mean(C): 10 iterations for otcore; "
-              "GeomLoss online at scaling 0.5 (its own iteration count). Time per iteration and "
-              "peak RSS growth; KeOps compilation excluded (warm-up call).", "",
-              "| N | otcore s/iter | otcore peak MB | GeomLoss online s/iter | GeomLoss peak MB "
-              "| ratio (ours/GeomLoss) |", "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {base['n']} | {base['d']} | {base['eps_rel']} | {ms:.2f} | "
+                f"{1e3 * r['two_exp_s']:.2f} | {ms / (1e3 * r['two_exp_s']):.2f} |"
+            )
+    lines += [
+        "",
+        "KeOps (online) at large N, d = 3, ε = 0.05·mean(C): 10 iterations for otcore; "
+        "GeomLoss online at scaling 0.5 (its own iteration count). Time per iteration and "
+        "peak RSS growth; KeOps compilation excluded (warm-up call).",
+        "",
+        "| N | otcore s/iter | otcore peak MB | GeomLoss online s/iter | GeomLoss peak MB "
+        "| ratio (ours/GeomLoss) |",
+        "|---|---|---|---|---|---|",
+    ]
     for n, o, g in keops_rows:
         so = o["time_s"] / o["iters"] if "error" not in o else float("nan")
         sg = g["time_s"] / g["iters"] if "error" not in g else float("nan")
-        lines.append(f"| {n} | {so:.3f} | {_fmt(o, 'peak_mb', '.0f')} | {sg:.3f} | "
-                     f"{_fmt(g, 'peak_mb', '.0f')} | {so / sg:.2f} |")
+        lines.append(
+            f"| {n} | {so:.3f} | {_fmt(o, 'peak_mb', '.0f')} | {sg:.3f} | "
+            f"{_fmt(g, 'peak_mb', '.0f')} | {so / sg:.2f} |"
+        )
     ob, lb = batched
-    lines += ["", "Batched: B = 256 problems of n = 64, d = 3, ε = 0.01·mean(C) per problem, to "
-              "a max L1 violation ≤ 1e-3. The POT loop (`sinkhorn_log`, one call per problem) "
-              "is timed on the first 8 problems and scaled to 256.", "",
-              "| solver | iters | time for 256 (s) | max L1 viol. |", "|---|---|---|---|",
-              f"| otcore batched (B, n, m) | {ob.get('iters')} | {_fmt(ob, 'time_s', '.3f')} | "
-              f"{_fmt(ob, 'violation', '.1e')} |",
-              f"| POT loop of sinkhorn_log | {lb.get('iters')} | {_fmt(lb, 'time_s', '.2f')} | "
-              f"{_fmt(lb, 'violation', '.1e')} |"]
+    lines += [
+        "",
+        "Batched: B = 256 problems of n = 64, d = 3, ε = 0.01·mean(C) per problem, to "
+        "a max L1 violation ≤ 1e-3. The POT loop (`sinkhorn_log`, one call per problem) "
+        "is timed on the first 8 problems and scaled to 256.",
+        "",
+        "| solver | iters | time for 256 (s) | max L1 viol. |",
+        "|---|---|---|---|",
+        f"| otcore batched (B, n, m) | {ob.get('iters')} | {_fmt(ob, 'time_s', '.3f')} | "
+        f"{_fmt(ob, 'violation', '.1e')} |",
+        f"| POT loop of sinkhorn_log | {lb.get('iters')} | {_fmt(lb, 'time_s', '.2f')} | "
+        f"{_fmt(lb, 'violation', '.1e')} |",
+    ]
     if "time_s" in ob and "time_s" in lb:
-        lines.append(f"\nSpeed-up of the batched solver over the loop: "
-                     f"{lb['time_s'] / ob['time_s']:.0f}×.")
+        lines.append(
+            f"\nSpeed-up of the batched solver over the loop: {lb['time_s'] / ob['time_s']:.0f}×."
+        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT}")
