@@ -222,7 +222,62 @@ class Geometry:
         return (self.kernel(eps, u, v) * self._cost()).sum((-1, -2))
 
 
-class PointCloud(Geometry):
+class KeOpsReductions:
+    """The geometry primitives on KeOps symbolic matrices, for any subclass defining
+    ``_keops_cost()`` (the symbolic cost); with ``backend != "keops"`` they defer to
+    :class:`Geometry`'s dense versions."""
+
+    def _keops_exponent(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> Any:
+        C = self._keops_cost()
+        inv = _lazy((1.0 / eps).reshape(1))
+        return _lazy(u[0][:, None, None]) + _lazy(v[0][None, :, None]) - C * inv, C
+
+    def lse(
+        self,
+        eps: torch.Tensor,
+        h: torch.Tensor,
+        axis: int,
+        shift: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().lse(eps, h, axis, shift)
+        C = self._keops_cost()
+        inv = _lazy((1.0 / eps).reshape(1))
+        if axis == 1:
+            return (_lazy(h[0][None, :, None]) - C * inv).logsumexp(dim=1).reshape(1, -1)
+        return (_lazy(h[0][:, None, None]) - C * inv).logsumexp(dim=0).reshape(1, -1)
+
+    def kernel_apply(
+        self,
+        eps: torch.Tensor,
+        u: torch.Tensor,
+        v: torch.Tensor,
+        vec: torch.Tensor,
+        axis: int = 1,
+    ) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().kernel_apply(eps, u, v, vec, axis)
+        K = self._keops_exponent(eps, u, v)[0].exp()
+        if axis == 1:
+            return (K * _lazy(vec[0][None, :, :])).sum(dim=1).unsqueeze(0)
+        return (K * _lazy(vec[0][:, None, :])).sum(dim=0).unsqueeze(0)
+
+    def kernel(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.backend == "keops":
+            raise ValueError(
+                "The plan of a KeOps geometry is never formed; use `apply` / `transport`, or "
+                "backend='dense'."
+            )
+        return super().kernel(eps, u, v)
+
+    def kernel_cost(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.backend != "keops":
+            return super().kernel_cost(eps, u, v)
+        E, C = self._keops_exponent(eps, u, v)
+        return (E.exp() * C).sum(dim=1).sum().reshape(1)
+
+
+class PointCloud(KeOpsReductions, Geometry):
     """The cost between two point clouds, dense or as a KeOps symbolic matrix.
 
     Args:
@@ -344,54 +399,6 @@ class PointCloud(Geometry):
             return super().diameter()
         b = self.cost.bound(self.x.detach(), self.y.detach())
         return b if self._scale is None else b * self._scale
-
-    def lse(
-        self,
-        eps: torch.Tensor,
-        h: torch.Tensor,
-        axis: int,
-        shift: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if self.backend != "keops":
-            return super().lse(eps, h, axis, shift)
-        C = self._keops_cost()
-        inv = _lazy((1.0 / eps).reshape(1))
-        if axis == 1:
-            return (_lazy(h[0][None, :, None]) - C * inv).logsumexp(dim=1).reshape(1, -1)
-        return (_lazy(h[0][:, None, None]) - C * inv).logsumexp(dim=0).reshape(1, -1)
-
-    def kernel_apply(
-        self,
-        eps: torch.Tensor,
-        u: torch.Tensor,
-        v: torch.Tensor,
-        vec: torch.Tensor,
-        axis: int = 1,
-    ) -> torch.Tensor:
-        if self.backend != "keops":
-            return super().kernel_apply(eps, u, v, vec, axis)
-        C = self._keops_cost()
-        inv = _lazy((1.0 / eps).reshape(1))
-        K = (_lazy(u[0][:, None, None]) + _lazy(v[0][None, :, None]) - C * inv).exp()
-        if axis == 1:
-            return (K * _lazy(vec[0][None, :, :])).sum(dim=1).unsqueeze(0)
-        return (K * _lazy(vec[0][:, None, :])).sum(dim=0).unsqueeze(0)
-
-    def kernel(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self.backend == "keops":
-            raise ValueError(
-                "The plan of a KeOps geometry is never formed; use `apply` / `transport`, or "
-                "backend='dense'."
-            )
-        return super().kernel(eps, u, v)
-
-    def kernel_cost(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self.backend != "keops":
-            return super().kernel_cost(eps, u, v)
-        C = self._keops_cost()
-        inv = _lazy((1.0 / eps).reshape(1))
-        K = (_lazy(u[0][:, None, None]) + _lazy(v[0][None, :, None]) - C * inv).exp()
-        return (K * C).sum(dim=1).sum().reshape(1)
 
 
 def _resolve_backend(backend: str, batched: bool, entries: int) -> str:

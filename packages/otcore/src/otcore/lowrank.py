@@ -17,13 +17,20 @@ from typing import Any, Literal
 import torch
 
 from otcore._validation import check_finite, compute_dtype
-from otcore.geometry import AUTO_KEOPS_ENTRIES, Geometry, ScaleCost, _lazy, _scale_factor
+from otcore.geometry import (
+    AUTO_KEOPS_ENTRIES,
+    Geometry,
+    KeOpsReductions,
+    ScaleCost,
+    _lazy,
+    _scale_factor,
+)
 from otcore.geometry import keops_available as _keops_available
 
 __all__ = ["LowRankGeometry"]
 
 
-class LowRankGeometry(Geometry):
+class LowRankGeometry(KeOpsReductions, Geometry):
     """The rank-r cost ``C = U Vᵀ`` of shape (n, m), or (B, n, m) from batched factors.
 
     Args:
@@ -170,52 +177,3 @@ class LowRankGeometry(Geometry):
         if self._scale is not None:
             C = C * _lazy(self._scale.reshape(1))
         return C
-
-    def _keops_exponent(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> Any:
-        C = self._keops_cost()
-        inv = _lazy((1.0 / eps).reshape(1))
-        return _lazy(u[0][:, None, None]) + _lazy(v[0][None, :, None]) - C * inv, C
-
-    def lse(
-        self,
-        eps: torch.Tensor,
-        h: torch.Tensor,
-        axis: int,
-        shift: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if self.backend != "keops":
-            return super().lse(eps, h, axis, shift)
-        C = self._keops_cost()
-        inv = _lazy((1.0 / eps).reshape(1))
-        if axis == 1:
-            return (_lazy(h[0][None, :, None]) - C * inv).logsumexp(dim=1).reshape(1, -1)
-        return (_lazy(h[0][:, None, None]) - C * inv).logsumexp(dim=0).reshape(1, -1)
-
-    def kernel_apply(
-        self,
-        eps: torch.Tensor,
-        u: torch.Tensor,
-        v: torch.Tensor,
-        vec: torch.Tensor,
-        axis: int = 1,
-    ) -> torch.Tensor:
-        if self.backend != "keops":
-            return super().kernel_apply(eps, u, v, vec, axis)
-        K = self._keops_exponent(eps, u, v)[0].exp()
-        if axis == 1:
-            return (K * _lazy(vec[0][None, :, :])).sum(dim=1).unsqueeze(0)
-        return (K * _lazy(vec[0][:, None, :])).sum(dim=0).unsqueeze(0)
-
-    def kernel(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self.backend == "keops":
-            raise ValueError(
-                "The plan of a KeOps geometry is never formed; use `apply` / `transport`, or "
-                "backend='dense'."
-            )
-        return super().kernel(eps, u, v)
-
-    def kernel_cost(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self.backend != "keops":
-            return super().kernel_cost(eps, u, v)
-        E, C = self._keops_exponent(eps, u, v)
-        return (E.exp() * C).sum(dim=1).sum().reshape(1)
