@@ -52,6 +52,8 @@ class Args:
     """λ of the GMG regulariser."""
     dst_weight: float = 5000.0
     """λ of the DST regulariser."""
+    metrics: tuple[str, ...] = ("dci", "mig", "dci_hfs")
+    """dismetrics metrics of each run's final evaluation (the table needs these three)."""
     extra: tuple[str, ...] = ()
     """More apps/train.py flags for every run, e.g. --extra --train.lr 5e-4."""
     table_only: bool = False
@@ -74,6 +76,8 @@ def cell_args(args: Args, dataset: str, base: str, variant: str, seed: int) -> l
         "--train.steps",
         str(args.steps),
         "--train.no-progress",
+        "--eval.metrics",
+        *args.metrics,
         "--regulariser.side",
         "decoder",
         "--regulariser.cost",

@@ -198,7 +198,10 @@ class Config:
         return Path("runs") / f"{self.data.name}-{self.model.base}-{tag}-seed{self.train.seed}"
 
 
-QUICK = Config(eval=EvalConfig(num_train=5000, num_test=2500, num_sampled=2000))
+#: Quick evaluation sizes: encoding runs at ~1 700 images/s on one core here and one BetaVAE vote
+#: encodes 128 images, so 200 votes (BetaVAE: 25 600 images) keep the final evaluation near a
+#: minute; the array metrics keep 5 000 / 2 500 points.
+QUICK = Config(eval=EvalConfig(num_train=5000, num_test=2500, num_sampled=200))
 PAPER = Config(
     preset="paper",
     train=TrainConfig(steps=300_000, checkpoint_every=10_000, log_every=100),
