@@ -74,9 +74,13 @@ class SqEuclidean(Cost):
     name = "sqeuclidean"
 
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        gram = x @ y.transpose(-1, -2)
+        if y is x:  # within-cloud cost: squared norms from the Gram diagonal
+            xx = gram.diagonal(dim1=-2, dim2=-1)
+            return (xx.unsqueeze(-1) + xx.unsqueeze(-2) - 2.0 * gram).clamp_min(0.0)
         xx = (x * x).sum(-1, keepdim=True)
         yy = (y * y).sum(-1).unsqueeze(-2)
-        return (xx + yy - 2.0 * (x @ y.transpose(-1, -2))).clamp_min(0.0)
+        return (xx + yy - 2.0 * gram).clamp_min(0.0)
 
     def elementwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return ((x - y) ** 2).sum(-1)
@@ -115,7 +119,15 @@ class Cosine(Cost):
         return x / x.norm(dim=-1, keepdim=True).clamp_min(_NORM_FLOOR)
 
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return 1.0 - self.prepare(x) @ self.prepare(y).transpose(-1, -2)
+        # 1 − ⟨x_i, y_j⟩ / (‖x_i‖ ‖y_j‖) from the Gram matrix: the only d-sized work is the
+        # product (and its backward), which matters for flattened images (d = 4096).
+        gram = x @ y.transpose(-1, -2)
+        if y is x:  # within-cloud cost: the norms are the Gram diagonal
+            nx = ny = gram.diagonal(dim1=-2, dim2=-1).clamp_min(_NORM_FLOOR**2).sqrt()
+        else:
+            nx = x.norm(dim=-1).clamp_min(_NORM_FLOOR)
+            ny = y.norm(dim=-1).clamp_min(_NORM_FLOOR)
+        return 1.0 - gram / (nx.unsqueeze(-1) * ny.unsqueeze(-2))
 
     def elementwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return 1.0 - (self.prepare(x) * self.prepare(y)).sum(-1)

@@ -190,9 +190,7 @@ class Geometry:
         if self._buf is None or self._buf.shape != S.shape:
             self._buf = torch.empty_like(S)
         rows, cols = (shift, h) if axis == 1 else (h, shift)
-        U = torch.stack([rows, torch.ones_like(rows)], dim=-1)
-        V = torch.stack([torch.ones_like(cols), cols], dim=-2)
-        T = torch.baddbmm(S, U, V, out=self._buf)
+        T = torch.add(S, rows.unsqueeze(2), out=self._buf).add_(cols.unsqueeze(1))
         lo, hi = _CLAMP[T.dtype]
         T.clamp_(lo, hi).exp_()
         return T.sum(dim=2 if axis == 1 else 1).log_() - shift

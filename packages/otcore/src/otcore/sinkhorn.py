@@ -389,11 +389,15 @@ def _iterate(
     errors: list[torch.Tensor] = []
     converged = torch.zeros(B, dtype=torch.bool, device=A.device)
     omega, it = 1.0, 0
+    level = None
     while it < max_iter:
         e = levels[it] if it < len(levels) else eps
-        ta = 1.0 if rho_a is None else (rho_a / (rho_a + e))[:, None]
-        tb = 1.0 if rho_b is None else (rho_b / (rho_b + e))[:, None]
-        ec = e[:, None]
+        if level is None or level[0] is not e:  # per-level constants, computed once per ε
+            ta = 1.0 if rho_a is None else (rho_a / (rho_a + e))[:, None]
+            tb = 1.0 if rho_b is None else (rho_b / (rho_b + e))[:, None]
+            ec = e[:, None]
+            level = (e, ta, tb, ec, 1.0 / ec, -ta * ec, -tb * ec)
+        _, ta, tb, ec, inv, step_a, step_b = level
         at_target = it >= len(levels)
         it += 1
         check = it == max_iter or (at_target and it >= min_iter and (it - len(levels)) % every == 0)
@@ -401,17 +405,18 @@ def _iterate(
         # g-update is the exact L1 marginal violation; the others are over-relaxed by omega.
         w = 1.0 if check else omega
         if symmetric:  # OT(α, α): g = f, averaged update f ← (f + T(f)) / 2
-            f_t = -ta * ec * geom.lse(e, f / ec + log_a, axis=1, shift=f / ec)
+            shift = f * inv
+            f_t = step_a * geom.lse(e, shift + log_a, axis=1, shift=shift)
             f_next = g_next = 0.5 * (f + f_t)
             if check:  # P = a⊗a·exp((f⊕f − C)/ε) has both marginals a·exp((f − T(f))/ε)
                 log_norm = (f - f_t / ta) / ec
                 err = 2 * (A.detach() * torch.expm1((f - f_t) / ec)).abs().sum(-1)
         else:
-            f_t = -ta * ec * geom.lse(e, g / ec + log_b, axis=1, shift=f / ec)
+            f_t = step_a * geom.lse(e, torch.addcmul(log_b, g, inv), axis=1, shift=f * inv)
             if check:  # log of the f-update's normaliser, log(P1/a) of the previous plan
                 log_norm = (f - f_t / ta) / ec
             f = f_next = f_t if w == 1.0 else torch.lerp(f, f_t, w)
-            g_t = -tb * ec * geom.lse(e, f / ec + log_a, axis=0, shift=g / ec)
+            g_t = step_b * geom.lse(e, torch.addcmul(log_a, f, inv), axis=0, shift=g * inv)
             g_next = g_t if w == 1.0 else torch.lerp(g, g_t, w)
             if check:  # column violation of the plan (f, g): its rows are exact
                 err = (Bw.detach() * torch.expm1((g - g_t) / ec)).abs().sum(-1)
