@@ -10,3 +10,11 @@ from pathlib import Path
 os.environ.setdefault(
     "KEOPS_CACHE_FOLDER", str(Path(__file__).resolve().parents[1] / ".cache" / "keops")
 )
+
+# Property tests draw the same examples on every run (a red CI is then reproducible, never a
+# lucky draw); ``HYPOTHESIS_PROFILE=explore`` draws fresh examples to hunt for new failures.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

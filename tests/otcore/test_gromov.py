@@ -121,8 +121,9 @@ def test_keops_path_equals_dense_path():
     )
     de = otcore.gromov_wasserstein(otcore.PointCloud(x), otcore.PointCloud(y), low_rank=True, **kw)
     torch.testing.assert_close(ke.value, de.value, rtol=1e-4, atol=0)
-    v = torch.randn(50, 2)
-    torch.testing.assert_close(ke.apply(v), de.apply(v), rtol=1e-3, atol=1e-6)
+    v = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    # P @ v has entries ~1/60: atol 1e-5 is a relative agreement of ~6e-4 in float32
+    torch.testing.assert_close(ke.apply(v), de.apply(v), rtol=1e-3, atol=1e-5)
 
 
 def test_agrees_with_pot_entropic_gw():

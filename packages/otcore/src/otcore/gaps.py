@@ -25,6 +25,7 @@ divided by its own mean under stop-gradient — the ScL2² of the paper as read 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -243,15 +244,26 @@ def gromov_monge_gap(
     dst = ((Cx - Cy) ** 2).mean((-1, -2))
     gw_kwargs.setdefault("warn", False)
     gw_kwargs.setdefault("min_iter", 2)
-    if "init" not in gw_kwargs:  # the map's own coupling (1/n)·I
-        n = x.shape[-2]
-        eye = torch.eye(n, dtype=x.dtype, device=x.device) / n
+    from_identity = "init" not in gw_kwargs
+    n = x.shape[-2]
+    eye = torch.eye(n, dtype=x.dtype, device=x.device) / n
+    if from_identity:  # the map's own coupling (1/n)·I
         gw_kwargs["init"] = eye.expand(Cx.shape) if Cx.ndim == 3 else eye
     gw = gromov_wasserstein(
         Geometry(Cx), Geometry(Cy), epsilon=epsilon0, relative_epsilon="mean", **gw_kwargs
     )
     gw_value = gw.value
+    plan = gw.plan().detach() if return_parts else None
+    if from_identity:
+        # Mirror descent is not monotone: if it ends at a coupling whose regularised cost
+        # E + ε KL exceeds the starting coupling's (DST + ε log n), the start is the better
+        # solution of the entropic problem, so it is used (GMG = 0 there, zero gradient).
+        worse = gw.reg_value.detach() > dst.detach() + gw.epsilon * math.log(n)
+        if bool(worse.any()):
+            gw_value = torch.where(worse, dst, gw_value)
+            if plan is not None:
+                plan = torch.where(worse[..., None, None], eye, plan)
     value = dst - gw_value
     if not return_parts:
         return value
-    return GMGParts(value=value, distortion=dst, gw_value=gw_value, plan=gw.plan().detach(), gw=gw)
+    return GMGParts(value=value, distortion=dst, gw_value=gw_value, plan=plan, gw=gw)
