@@ -103,6 +103,9 @@ class GWOutput:
         ent_value: E(P) − ε H(P) = ``reg_value`` − ε (H(a) + H(b)).
         converged: True (or a (B,) bool tensor) when the relative change of ``reg_value``
             between outer steps fell below ``tol`` and the last inner Sinkhorn converged.
+            The loop also stops (with ``converged`` False and a warning) when the mirror
+            descent cycles between two couplings: ``reg_value`` equal, to ``tol``, to its
+            value two steps before but not to the previous one (seen at small ε).
         n_iters: number of outer (linearisation) steps.
         n_inner_iters: total number of Sinkhorn iterations over all outer steps.
         costs: (k,) or (k, B) ``reg_value`` after each outer step (detached).
@@ -462,6 +465,7 @@ def gromov_wasserstein(
     out = op = None
     n_inner = 0
     done = torch.zeros(Bn, dtype=torch.bool, device=dev)
+    stalled = torch.zeros(Bn, dtype=torch.bool, device=dev)
     unb = (lambda t: t) if batched else (lambda t: t[0])
     it_range = range(int(max_iter))
     if progress:
@@ -500,21 +504,28 @@ def gromov_wasserstein(
                     "larger `epsilon`."
                 )
             if costs and it >= len(levels):
-                prev = costs[-1]
-                rel = (cost - prev).abs() <= tol * cost.abs().clamp_min(torch.finfo(dtype).tiny)
+                scale = tol * cost.abs().clamp_min(torch.finfo(dtype).tiny)
                 inner_ok = torch.as_tensor(out.converged, device=dev).reshape(-1)
-                done = rel & inner_ok
+                done = ((cost - costs[-1]).abs() <= scale) & inner_ok
+                if len(costs) >= 2 + len(levels):  # a period-2 cycle between two couplings
+                    cycling = ((cost - costs[-2]).abs() <= scale) & inner_ok & ~done
+                    stalled = stalled | cycling
             costs.append(cost)
             st = new
             if progress:
                 it_range.set_postfix(cost=f"{float(cost.mean()):.4g}")
-            if it + 1 >= min_iter and bool(done.all()):
+            if it + 1 >= min_iter and bool((done | stalled).all()):
                 break
     n_iters = len(costs)
     if warn and not bool(done.all()):
+        why = (
+            "it alternates between two couplings (a period-2 cycle of the mirror descent)"
+            if bool((done | stalled).all())
+            else f"tol={tol:g} was not reached"
+        )
         warnings.warn(
-            f"Gromov-Wasserstein did not converge in {n_iters} outer steps (tol={tol:g}); "
-            "increase `max_iter`, `inner_max_iter` or `epsilon`.",
+            f"Gromov-Wasserstein did not converge in {n_iters} outer steps: {why}; "
+            "increase `epsilon` (or `max_iter`, `inner_max_iter`).",
             ConvergenceWarning,
             stacklevel=2,
         )
