@@ -30,7 +30,11 @@ import otcore
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "benchmarks" / "gmg.md"
-SHAPES = {"latents 10 → 10": (10, 10), "encoder 4096 → 10": (4096, 10), "decoder 10 → 4096": (10, 4096)}
+SHAPES = {
+    "latents 10 → 10": (10, 10),
+    "encoder 4096 → 10": (4096, 10),
+    "decoder 10 → 4096": (10, 4096),
+}
 
 
 def instance(n: int, dx: int, dy: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ Side by side in one run, each configuration in a fresh subprocess (threads pinne
   returned plan, flags failures (zero or NaN plans) and the share of rows whose argmax is
   the true match.
 * Low-rank KeOps GW at n = 5k and 10k (float32): time, peak RSS above the post-import baseline.
-* GMG value + gradient at n ∈ {64, 256} for images (d = 4096) and latents (d = 10).
+  (The Gromov-Monge gap is timed by ``bench_gmg.py``.)
 
 Usage: ``python apps/bench/bench_gromov.py [--quick]``; writes docs/benchmarks/gromov.md.
 """
@@ -153,22 +153,6 @@ def work(cfg: dict) -> dict:
             "peak_mb": peak,
             "match": perm_ok,
         }
-    if kind == "gmg":
-        import otcore
-
-        g = torch.Generator().manual_seed(0)
-        n, d, cost = cfg["n"], cfg["d"], cfg["cost"]
-        x = torch.rand(n, d, generator=g)
-        y = torch.tanh(x @ torch.randn(d, 10, generator=g) / d**0.5).requires_grad_()
-
-        def run():
-            v = otcore.gromov_monge_gap(x, y, cost)
-            torch.autograd.grad(v, y)
-            return float(v)
-
-        _time(run, 2, 5.0)  # warm-up
-        med, iqr, k, v = _time(run, 20, 10.0)
-        return {"time": med, "iqr": iqr, "reps": k, "value": v}
     raise ValueError(kind)
 
 
@@ -228,17 +212,10 @@ def main() -> None:
         r = spawn({"kind": "keops", "n": n, "eps": 0.1}, 1500)
         keops.append((n, r))
         print("keops", n, r, flush=True)
-    gmg = []
-    for n in [64] if a.quick else [64, 256]:
-        for d in (10, 4096):
-            for cost in ("cosine", "sqeuclidean"):
-                r = spawn({"kind": "gmg", "n": n, "d": d, "cost": cost}, 600)
-                gmg.append((n, d, cost, r))
-                print("gmg", n, d, cost, r, flush=True)
-    write(rows, keops, gmg, a.quick)
+    write(rows, keops, a.quick)
 
 
-def write(rows, keops, gmg, quick):
+def write(rows, keops, quick):
     import ot
     import torch
 
@@ -250,7 +227,7 @@ def write(rows, keops, gmg, quick):
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     L = [
-        "## Gromov-Wasserstein and the Gromov-Monge gap (`bench_gromov`)",
+        "## Gromov-Wasserstein (`bench_gromov`)",
         "",
         f"`{cmd}` — {date.today()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores (shared), torch {torch.__version__}, POT {ot.__version__}, "
@@ -299,19 +276,6 @@ def write(rows, keops, gmg, quick):
                 f"{_fmt(r.get('value'), '.4g')} | {_fmt(r.get('peak_mb'), '.0f')} |"
                 + (f" {r}" if "time" not in r else "")
             )
-    L += [
-        "",
-        "GMG value + gradient (float32, default ε0 = 0.01, map: tanh of a random linear "
-        "map to d = 10, reference uniform in [0, 1]^d): median ms over ≤ 20 calls.",
-        "",
-        "| n | d | cost | ms | GMG |",
-        "|---|---|---|---|---|",
-    ]
-    for n, d, cost, r in gmg:
-        L.append(
-            f"| {n} | {d} | {cost} | {_fmt(1000 * r['time'] if 'time' in r else None)} | "
-            f"{_fmt(r.get('value'))} |"
-        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(L) + "\n")
     print(f"wrote {OUT}")
