@@ -13,7 +13,7 @@ os.environ.setdefault(
 
 # Property tests draw the same examples on every run (a red CI is then reproducible, never a
 # lucky draw); ``HYPOTHESIS_PROFILE=explore`` draws fresh examples to hunt for new failures.
-from hypothesis import settings  # noqa: E402
+from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)

@@ -48,7 +48,17 @@ def test_ffrl_run_writes_results_with_equivariance_errors(tmp_path, one_thread):
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["scores"] == pytest.approx(scores)
     assert saved["config"]["model"]["kind"] == "ffrl"
-    assert (tmp_path / "run" / "images" / "losses.png").exists()
+    images = tmp_path / "run" / "images"
+    assert (images / "losses.png").exists()
+    for name in ("scale", "rotate", "hue"):  # sequence + extrapolation grid and its GIF
+        assert str(images / f"flow_{name}.png") in saved["images"]
+        assert (images / f"flow_{name}.gif").stat().st_size > 0
+    assert (images / "compose_scale+rotate.png").exists()
+    from PIL import Image
+
+    gif = Image.open(images / "flow_scale.gif")
+    assert gif.n_frames == 2 + 1  # T′ + 1 time steps
+    assert gif.size == (2 * 28, 3 * 28)  # true | flow side by side, 3 sequences of 28 px
 
 
 def test_ffrl_config_validation():

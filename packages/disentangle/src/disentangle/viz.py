@@ -1,8 +1,10 @@
-"""Pictures of a run: latent traversals, reconstructions, loss and metric curves (PNG).
+"""Pictures of a run: latent traversals, reconstructions, loss and metric curves (PNG), and the
+latent flows of an FFRL model (PNG grids and GIFs).
 
-Every function writes one PNG with matplotlib's Agg backend and returns its path. Images are
-``(N, C, H, W)`` arrays in [0, 1]; the model-facing functions need ``encode(x) -> (mean, logvar)``
-and ``decode(z) -> images`` (any model of :mod:`disentangle.models`).
+Every ``plot_*`` function but :func:`plot_flows` writes one PNG with matplotlib's Agg backend and
+returns its path. Images are ``(N, C, H, W)`` arrays in [0, 1]; the model-facing functions need
+``encode(x) -> (mean, logvar)`` and ``decode(z) -> images`` (any model of
+:mod:`disentangle.models`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import numpy as np
 import torch
 from einops import rearrange
 
-__all__ = ["plot_curves", "plot_reconstructions", "plot_traversals", "save_grid"]
+__all__ = [
+    "plot_curves",
+    "plot_flows",
+    "plot_reconstructions",
+    "plot_traversals",
+    "save_gif",
+    "save_grid",
+]
 
 
 def save_grid(
@@ -127,3 +136,69 @@ def plot_curves(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def save_gif(frames: np.ndarray, path: Path, ms_per_frame: int = 250) -> Path:
+    """Save ``(T, rows, cols, C, H, W)`` images in [0, 1] as an animated GIF, one tiled frame per
+    time step (pillow, which matplotlib already depends on)."""
+    from PIL import Image
+
+    tiles = rearrange(np.clip(frames, 0, 1), "t r k c h w -> t (r h) (k w) c")
+    tiles = (tiles * 255).round().astype(np.uint8)
+    mode = "L" if tiles.shape[-1] == 1 else "RGB"
+    images = [Image.fromarray(t[..., 0] if mode == "L" else t, mode) for t in tiles]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    return path
+
+
+@torch.no_grad()
+def plot_flows(model: torch.nn.Module, data, out_dir: Path, num: int = 3, seed: int = 0) -> list:
+    """The FFRL pictures of issue 9 §3 for ``num`` sequences of ``data`` (a sequence dataset with
+    ``frames(indices, k)`` and ``transformations``), written under ``out_dir``:
+
+    - ``flow_<name>.png`` per transformation k: for each sequence a row of true frames
+      x_0..x_T′ above a row of decoded latents z_0..z_2T′ flowed along ∇u_k, so the columns
+      past T′ show the extrapolation to twice the trained number of steps;
+    - ``flow_<name>.gif``: the same, animated over t (true frame and flow side by side);
+    - ``compose_<a>+<b>.png`` for the first pairs of transformations: the flow along
+      ∇u_a + ∇u_b (composition by adding fields), T′ steps.
+
+    Latents start at the posterior mean of x_0. Returns the paths written.
+    """
+    device = next(model.parameters()).device
+    idx = np.sort(np.random.default_rng(seed).choice(len(data), num, replace=False))
+    steps = model.steps
+    out_dir = Path(out_dir)
+    paths: list = []
+    names = list(data.transformations)
+
+    def decode_path(z0: torch.Tensor, ks, n_steps: int) -> np.ndarray:
+        path = model.flow(z0, ks, n_steps)
+        decoded = model.decode(path.flatten(0, 1)).unflatten(0, path.shape[:2])
+        return decoded.float().cpu().numpy()  # (num, n_steps + 1, C, H, W)
+
+    z0 = None
+    for k, name in enumerate(names):
+        frames = data.frames(idx, k).to(device)  # (num, T + 1, C, H, W)
+        z0 = model.encoder(frames[:, 0])[0]
+        flow = decode_path(z0, k, 2 * steps)
+        true = np.zeros_like(flow)
+        t_true = min(frames.shape[1], flow.shape[1])
+        true[:, :t_true] = frames[:, :t_true].float().cpu().numpy()
+        grid = rearrange(np.stack([true, flow], 1), "n two t c h w -> (n two) t c h w")
+        labels = [lab for i in range(num) for lab in (f"seq {i}: true", f"seq {i}: flow")]
+        title = f"{name}: flow along ∇u_k; columns past t = {steps} extrapolate"
+        paths.append(save_grid(grid, out_dir / f"flow_{name}.png", labels, title))
+        gif = rearrange(
+            np.stack([true, flow], 1)[:, :, : steps + 1], "n two t c h w -> t n two c h w"
+        )
+        paths.append(save_gif(gif, out_dir / f"flow_{name}.gif"))
+    for a, b in list(zip(range(len(names)), range(1, len(names))))[:2]:
+        z0 = model.encoder(data.frames(idx, a).to(device)[:, 0])[0]
+        grid = decode_path(z0, (a, b), steps)
+        labels = [f"seq {i}" for i in range(num)]
+        title = f"composition: flow along ∇u_{names[a]} + ∇u_{names[b]}"
+        paths.append(save_grid(grid, out_dir / f"compose_{names[a]}+{names[b]}.png", labels, title))
+    return paths

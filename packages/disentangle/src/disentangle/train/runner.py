@@ -161,6 +161,9 @@ def _write_images(model: VAE, data: Any, run_dir: Path, seed: int) -> list[str]:
         model.eval()
         paths.append(viz.plot_traversals(model, x, out / "traversals.png"))
         paths.append(viz.plot_reconstructions(model, x[:10], out / "reconstructions.png"))
+    elif hasattr(model, "flow"):  # FFRL: sequences, extrapolation and composition
+        model.eval()
+        paths += viz.plot_flows(model, data, out, seed=seed)
     return [str(p) for p in paths if p is not None]
 
 
