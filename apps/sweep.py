@@ -52,6 +52,10 @@ class Args:
     """λ of the GMG regulariser."""
     dst_weight: float = 5000.0
     """λ of the DST regulariser."""
+    sides: tuple[Literal["encoder", "decoder"], ...] = ("decoder",)
+    """Regularised map(s) of the dst/gmg variants (the paper's best: decoder)."""
+    costs: tuple[Literal["sqeuclidean", "scaled_sqeuclidean", "cosine"], ...] = ("cosine",)
+    """Cost(s) of the dst/gmg variants (the paper's best: cosine)."""
     metrics: tuple[str, ...] = ("dci", "mig", "dci_hfs")
     """dismetrics metrics of each run's final evaluation (the table needs these three)."""
     extra: tuple[str, ...] = ()
@@ -60,11 +64,32 @@ class Args:
     """Only rebuild summary.md from the finished runs."""
 
 
-def cell_args(args: Args, dataset: str, base: str, variant: str, seed: int) -> list[str]:
+def cells(args: Args) -> list[tuple[str, str, str]]:
+    """(variant, side, cost) of every cell of a seed; base runs have no regulariser."""
+    out = []
+    for variant in args.variants:
+        if variant == "base":
+            out.append(("base", "decoder", "cosine"))
+        else:
+            out += [(variant, side, cost) for side in args.sides for cost in args.costs]
+    return out
+
+
+def tag(variant: str, side: str, cost: str) -> str:
+    """Run-name tag: the variant, plus side and cost unless they are the default decoder/cosine."""
+    if variant == "base" or (side, cost) == ("decoder", "cosine"):
+        return variant
+    return f"{variant}-{side}-{cost}"
+
+
+def cell_args(
+    args: Args, dataset: str, base: str, cell: tuple[str, str, str], seed: int
+) -> list[str]:
     """apps/train.py flags of one cell."""
+    variant, side, cost = cell
     flags = [
         "--output-dir",
-        str(args.out / f"{dataset}-{base}-{variant}-seed{seed}"),
+        str(args.out / f"{dataset}-{base}-{tag(*cell)}-seed{seed}"),
         "--data.name",
         dataset,
         "--model.base",
@@ -79,9 +104,9 @@ def cell_args(args: Args, dataset: str, base: str, variant: str, seed: int) -> l
         "--eval.metrics",
         *args.metrics,
         "--regulariser.side",
-        "decoder",
+        side,
         "--regulariser.cost",
-        "cosine",
+        cost,
     ]
     if variant == "base":
         flags += ["--regulariser.kind", "none"]
@@ -92,36 +117,39 @@ def cell_args(args: Args, dataset: str, base: str, variant: str, seed: int) -> l
 
 
 def summarize(args: Args) -> str:
-    """Markdown table, one row per (dataset, base, variant): mean ± std over finished seeds."""
+    """Markdown table, one row per (dataset, base, cell): mean ± std over finished seeds."""
     lines = [
         f"Steps per run: {args.steps}; β = {args.beta}; λ_GMG = {args.gmg_weight}; "
-        f"λ_DST = {args.dst_weight}; regularisers on the decoder with the cosine cost.",
+        f"λ_DST = {args.dst_weight}.",
         "",
-        "| dataset | base | variant | seeds | " + " | ".join(METRICS) + " |",
-        "|---|---|---|---:|" + "---:|" * len(METRICS),
+        "| dataset | base | variant | side | cost | seeds | " + " | ".join(METRICS) + " |",
+        "|---|---|---|---|---|---:|" + "---:|" * len(METRICS),
     ]
     for dataset in args.datasets:
         for base in args.bases:
-            for variant in args.variants:
+            for cell in cells(args):
+                variant, side, cost = cell
                 scores = []
                 for seed in args.seeds:
-                    path = args.out / f"{dataset}-{base}-{variant}-seed{seed}" / "results.json"
+                    name = f"{dataset}-{base}-{tag(*cell)}-seed{seed}"
+                    path = args.out / name / "results.json"
                     if path.exists():
                         scores.append(json.loads(path.read_text())["scores"])
                 if not scores:
                     continue
-                cells = []
+                row = []
                 for key in METRICS.values():
                     vals = [s[key] for s in scores if s.get(key) is not None]
                     if not vals:
-                        cells.append("—")
+                        row.append("—")
                     elif len(vals) == 1:
-                        cells.append(f"{vals[0]:.3f}")
+                        row.append(f"{vals[0]:.3f}")
                     else:
-                        cells.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")
+                        row.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")
+                where = "— | —" if variant == "base" else f"{side} | {cost}"
                 lines.append(
-                    f"| {dataset} | {base} | {variant} | {len(scores)} | "
-                    + " | ".join(cells)
+                    f"| {dataset} | {base} | {variant} | {where} | {len(scores)} | "
+                    + " | ".join(row)
                     + " |"
                 )
     return "\n".join(lines) + "\n"
@@ -134,8 +162,8 @@ def main(args: Args) -> int:
         for seed in args.seeds:
             for dataset in args.datasets:
                 for base in args.bases:
-                    for variant in args.variants:
-                        flags = cell_args(args, dataset, base, variant, seed)
+                    for cell in cells(args):
+                        flags = cell_args(args, dataset, base, cell, seed)
                         run_dir = Path(flags[1])
                         if (run_dir / "results.json").exists():
                             continue
