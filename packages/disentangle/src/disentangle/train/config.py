@@ -25,6 +25,7 @@ from typing import Literal
 
 __all__ = [
     "PRESETS",
+    "SEQUENCE_KINDS",
     "Config",
     "DataConfig",
     "EvalConfig",
@@ -75,9 +76,11 @@ class ModelConfig:
     """Latent pairs drawn per step for the HFS term."""
     reconstruction: Literal["bernoulli", "gaussian", "none"] = "bernoulli"
     """Decoder likelihood; "none" is the decoder-free variant (no decoder, no reconstruction)."""
-    kind: Literal["vae", "ffrl"] = "vae"
-    """Model family: "vae" (the VAE family) or "ffrl" (latent flows; needs data.name
-    "digits_seq" or "mnist_seq" and regulariser.kind "none")."""
+    kind: Literal["vae", "ffrl", "seq_vae", "slow_vae"] = "vae"
+    """Model family: "vae" (the VAE family), "ffrl" (latent flows), or the FFRL baselines
+    "seq_vae" (VAE, or β-VAE with model.beta > 1, on all sequence frames) and "slow_vae"
+    (SlowVAE); the last three need data.name "digits_seq" or "mnist_seq" and
+    regulariser.kind "none"."""
     flow_steps: int = 8
     """FFRL: T′, flow steps trained per sequence (8 for the digit sequences)."""
     hj_variant: Literal["code", "exact"] = "code"
@@ -86,6 +89,10 @@ class ModelConfig:
     """FFRL: log-density bookkeeping (Hessian row sums, Laplacian, or exact log-det)."""
     weakly_supervised: bool = False
     """FFRL: hide k from the model (index predictor + batch consensus, ffrl.md §1.11)."""
+    slow_gamma: float = 10.0
+    """SlowVAE: weight γ of the Laplace transition-prior KL (10 as the authors' baseline)."""
+    slow_rate: float = 6.0
+    """SlowVAE: rate of the Laplace transition prior (6 as the authors' baseline)."""
     hj_weight: float = 1.0
     """FFRL: weight of the Hamilton-Jacobi and initial-condition penalties (1 as the paper;
     0 is the "no HJ" ablation)."""
@@ -193,8 +200,8 @@ class Config:
         """The run folder: ``output_dir`` or a name derived from the config."""
         if self.output_dir is not None:
             return Path(self.output_dir)
-        if self.model.kind == "ffrl":
-            tag = f"ffrl-{self.model.hj_variant}"
+        if self.model.kind in SEQUENCE_KINDS:
+            tag = f"ffrl-{self.model.hj_variant}" if self.model.kind == "ffrl" else self.model.kind
             return Path("runs") / f"{self.data.name}-{tag}-seed{self.train.seed}"
         reg = self.regulariser
         tag = "base" if reg.kind == "none" else f"{reg.kind}-{reg.side}-{reg.cost}"
@@ -227,6 +234,10 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 }
 
 
+#: Model families trained on sequence datasets and scored by E_k (FFRL and its baselines).
+SEQUENCE_KINDS: tuple[str, ...] = ("ffrl", "seq_vae", "slow_vae")
+
+
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ValueError(f"{name}: {message}")
@@ -251,16 +262,18 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
     for name in ("beta", "tc_alpha", "tc_gamma", "hfs_gamma"):
         value = getattr(m, name)
         _check(value >= 0, f"model.{name}", f"must be ≥ 0, got {value}")
-    _check(m.kind in ("vae", "ffrl"), "model.kind", f"unknown model family {m.kind!r}")
-    if m.kind == "ffrl":
+    _check(m.kind in ("vae", *SEQUENCE_KINDS), "model.kind", f"unknown model family {m.kind!r}")
+    if m.kind in SEQUENCE_KINDS:
         _check(
             d.name in ("digits_seq", "mnist_seq"),
             "data.name",
-            f"the ffrl model trains on sequences: 'digits_seq' or 'mnist_seq', got {d.name!r}",
+            f"the {m.kind} model trains on sequences: 'digits_seq' or 'mnist_seq', got {d.name!r}",
         )
-        _check(r.kind == "none", "regulariser.kind", "the ffrl model takes no regulariser ('none')")
+        _check(r.kind == "none", "regulariser.kind", f"the {m.kind} model takes no regulariser")
         _check(m.flow_steps >= 1, "model.flow_steps", f"must be ≥ 1, got {m.flow_steps}")
         _check(m.hj_weight >= 0, "model.hj_weight", f"must be ≥ 0, got {m.hj_weight}")
+        _check(m.slow_gamma >= 0, "model.slow_gamma", f"must be ≥ 0, got {m.slow_gamma}")
+        _check(m.slow_rate > 0, "model.slow_rate", f"must be > 0, got {m.slow_rate}")
         _check(
             m.architecture == "mlp",
             "model.architecture",

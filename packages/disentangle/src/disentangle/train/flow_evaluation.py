@@ -1,8 +1,10 @@
-"""Evaluation hook of the flow-factorized model: E_k per transformation (ffrl.md §3.2) and the
-importance-sampled log-likelihood of the first frames.
+"""Evaluation hook of the flow-factorized model and its baselines: E_k per transformation
+(ffrl.md §3.2) and the importance-sampled log-likelihood of the first frames.
 
 :class:`FlowEvaluator` is the ``evaluate(model, step)`` hook of :func:`disentangle.train.fit` for
-:class:`disentangle.models.ffrl.FFRL` on a sequence dataset (``disentangle.data.sequences``). It
+:class:`disentangle.models.ffrl.FFRL` (or a baseline of
+:mod:`disentangle.models.sequence_baselines`, scored by latent traversal) on a sequence dataset
+(``disentangle.data.sequences``). It
 scores the same fixed evaluation sequences every time (seeded), with the flow applied, each k
 separately (the authors' MNIST loop mixed the k into a running mean; ffrl.md §3.2), and leaves
 the global RNG untouched so that evaluating does not change the training run.
@@ -32,7 +34,8 @@ class FlowEvaluator:
     Calling it returns ``{"E_<name>": E_k, "E_<name>_per_pixel": ..., "E_mean": ...}``, where
     ``E_k`` is the pixel L1 summed over pixels and over t = 1..T′−1, averaged over sequences, and
     ``"log_px0"``: the mean importance-sampled log p(x_0) (σ = 1 Gaussian decoder,
-    ``is_samples`` samples; :func:`disentangle.models.ffrl.log_likelihood`).
+    ``is_samples`` samples; :func:`disentangle.models.ffrl.log_likelihood`). Baselines add
+    ``"E_<name>_best_dim"``, the traversal error of their best single latent axis.
     """
 
     def __init__(
@@ -59,15 +62,19 @@ class FlowEvaluator:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             for k, name in enumerate(self.data.transformations):
-                total = per_pixel = 0.0
+                total = per_pixel = per_dim = 0.0
                 for start in range(0, len(self.indices), self.batch_size):
                     idx = self.indices[start : start + self.batch_size]
                     frames = self.data.frames(idx, k).to(device)
                     err = model.equivariance_error(frames, k)
                     total += err["sum"].item() * len(idx)
                     per_pixel += err["per_pixel"].item() * len(idx)
+                    if "per_dim" in err:  # traversal E_k of a baseline: one error per axis
+                        per_dim = per_dim + err["per_dim"].double().cpu() * len(idx)
                 scores[f"E_{name}"] = total / len(self.indices)
                 scores[f"E_{name}_per_pixel"] = per_pixel / len(self.indices)
+                if isinstance(per_dim, torch.Tensor):
+                    scores[f"E_{name}_best_dim"] = float(per_dim.min()) / len(self.indices)
             total = 0.0
             for start in range(0, len(self.indices), self.batch_size):
                 x0 = self.data.first_frames(self.indices[start : start + self.batch_size])

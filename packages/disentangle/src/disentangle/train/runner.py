@@ -27,7 +27,7 @@ from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from disentangle.models import VAE, GeometricRegulariser
-from disentangle.train.config import Config, flatten, from_dict, validate
+from disentangle.train.config import SEQUENCE_KINDS, Config, flatten, from_dict, validate
 from disentangle.train.evaluation import Evaluator, headline
 from disentangle.train.flow_evaluation import FlowEvaluator
 from disentangle.train.history import read_history
@@ -53,7 +53,7 @@ def build_dataset(cfg: Config, split: str = "train") -> Any:
     ffrl model a sequence dataset (``split``: "train" or "eval", disjoint)."""
     from disentangle.data import make_dataset
 
-    if cfg.model.kind == "ffrl":
+    if cfg.model.kind in SEQUENCE_KINDS:
         from disentangle.data.sequences import make_sequence_dataset
 
         return make_sequence_dataset(
@@ -82,6 +82,21 @@ def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: i
             weakly_supervised=m.weakly_supervised,
             sequence_fn=partial(sequence_frames, steps=m.flow_steps),
         )
+    if m.kind in ("seq_vae", "slow_vae"):
+        from disentangle.data.sequences import TRANSFORMATIONS, sequence_frames
+        from disentangle.models.sequence_baselines import SequenceVAE, SlowVAE
+
+        common = dict(
+            latent_dim=m.latent_dim,
+            steps=m.flow_steps,
+            beta=m.beta,
+            architecture=m.architecture,
+            sequence_fn=partial(sequence_frames, steps=m.flow_steps),
+            num_transformations=len(TRANSFORMATIONS),
+        )
+        if m.kind == "seq_vae":
+            return SequenceVAE(observation_shape, **common)
+        return SlowVAE(observation_shape, gamma=m.slow_gamma, rate=m.slow_rate, **common)
     reg = None
     if r.kind != "none":
         reg = GeometricRegulariser(
@@ -164,6 +179,11 @@ def _write_images(model: VAE, data: Any, run_dir: Path, seed: int) -> list[str]:
     elif hasattr(model, "flow"):  # FFRL: sequences, extrapolation and composition
         model.eval()
         paths += viz.plot_flows(model, data, out, seed=seed)
+    elif hasattr(model, "equivariance_error"):  # a sequence baseline: traversals of x_0
+        model.eval()
+        idx = np.random.default_rng([seed, 2]).choice(len(data), 10, replace=False)
+        x = data.first_frames(np.sort(idx)).to(next(model.parameters()).device)
+        paths.append(viz.plot_traversals(model, x, out / "traversals.png"))
     return [str(p) for p in paths if p is not None]
 
 
@@ -210,7 +230,7 @@ def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
     if state.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", _config_dict(cfg))
-    if cfg.model.kind == "ffrl":
+    if cfg.model.kind in SEQUENCE_KINDS:
         evaluator: Any = FlowEvaluator(
             build_dataset(cfg, "eval"), num_sequences=cfg.eval.num_test or 512, seed=cfg.train.seed
         )
