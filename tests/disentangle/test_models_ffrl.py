@@ -138,15 +138,6 @@ def _frames(b=16):
     return right, down
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models are dominated by thread start-up on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _evaluate(model, batches):
     torch.manual_seed(123)
     outs = [model(b) for b in batches]

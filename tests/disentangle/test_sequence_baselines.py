@@ -24,14 +24,6 @@ from disentangle.train.config import (
 from disentangle.train.runner import dataset_names, run
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class _Deterministic(nn.Module):
     """Encoder with posterior mean 0 and a vanishing variance (z_0 = 0 exactly in float64)."""
 

@@ -4,7 +4,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 
 from disentangle.train import PRESETS, validate
 from disentangle.train.config import (
@@ -16,14 +15,6 @@ from disentangle.train.config import (
     TrainConfig,
 )
 from disentangle.train.runner import build_model, dataset_names, run
-
-
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def ffrl_config(output_dir=None, **train):

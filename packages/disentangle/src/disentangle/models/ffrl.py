@@ -258,6 +258,20 @@ def log_det_step(grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.linalg.slogdet(eye + _hessian(grad_z, z)).logabsdet
 
 
+def check_frames(frames: torch.Tensor, observation_shape: tuple[int, ...], steps: int) -> None:
+    """Raise unless ``frames`` is ``(B, T + 1, *observation_shape)`` with T ≥ ``steps``."""
+    if frames.ndim != 5 or tuple(frames.shape[2:]) != tuple(observation_shape):
+        raise ValueError(
+            f"frames: expected (B, T+1, {', '.join(map(str, observation_shape))}), "
+            f"got shape {tuple(frames.shape)}"
+        )
+    if frames.shape[1] < steps + 1:
+        raise ValueError(
+            f"frames: {frames.shape[1]} frames per sequence, the model trains "
+            f"{steps} steps and needs {steps + 1}"
+        )
+
+
 def equivariance_error(decoded: torch.Tensor, frames: torch.Tensor) -> dict[str, torch.Tensor]:
     """E_k of one batch (ffrl.md §3.2): ``Σ_t (1/B) Σ_b Σ_{c,h,w} |Dec(z_t^b) − x_t^b|``.
 
@@ -548,16 +562,7 @@ class FFRL(nn.Module):
         ``frames`` is ``(B, T + 1, C, H, W)`` with T ≥ T′; one k for the whole batch.
         """
         frames, k = self._sequence(batch)
-        if frames.ndim != 5 or tuple(frames.shape[2:]) != self.observation_shape:
-            raise ValueError(
-                f"frames: expected (B, T+1, {', '.join(map(str, self.observation_shape))}), "
-                f"got shape {tuple(frames.shape)}"
-            )
-        if frames.shape[1] < self.steps + 1:
-            raise ValueError(
-                f"frames: {frames.shape[1]} frames per sequence, the model trains "
-                f"{self.steps} steps and needs {self.steps + 1}"
-            )
+        check_frames(frames, self.observation_shape, self.steps)
         if not self.weakly_supervised and not 0 <= k < self.num_transformations:
             raise ValueError(f"k: must be in 0..{self.num_transformations - 1}, got {k}")
         w = self.weights

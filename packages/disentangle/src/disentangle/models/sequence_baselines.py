@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from disentangle.models.ffrl import check_frames
 from disentangle.models.objectives import gaussian_log_density, kl_normal, reconstruction_loss
 from disentangle.nn import Architecture, make_decoder, make_encoder
 
@@ -75,23 +76,27 @@ def traversal_equivariance_error(
     }
 
 
-class _SequenceModel(nn.Module):
-    """Shared parts: the VAE, the batch format of FFRL and the traversal E_k."""
+class SequenceVAE(nn.Module):
+    """VAE (``beta = 1``) or β-VAE on all frames x_0..x_T′ of the sequences (module doc); also
+    the base of :class:`SlowVAE` (the batch format of FFRL and the traversal E_k)."""
 
     def __init__(
         self,
         observation_shape: Sequence[int],
-        latent_dim: int,
-        steps: int,
-        architecture: Architecture,
-        sequence_fn: Callable[[torch.Tensor, int], torch.Tensor] | None,
-        num_transformations: int,
+        latent_dim: int = 16,
+        steps: int = 8,
+        beta: float = 1.0,
+        architecture: Architecture = "mlp",
+        sequence_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        num_transformations: int = 3,
     ) -> None:
         super().__init__()
         if steps < 1:
             raise ValueError(f"steps: must be ≥ 1, got {steps}")
+        if not beta >= 0:
+            raise ValueError(f"beta: must be ≥ 0, got {beta}")
         self.observation_shape = tuple(observation_shape)
-        self.latent_dim, self.steps = latent_dim, steps
+        self.latent_dim, self.steps, self.beta = latent_dim, steps, beta
         self.sequence_fn, self.num_transformations = sequence_fn, num_transformations
         self.encoder = make_encoder(architecture, self.observation_shape, latent_dim)
         self.decoder = make_decoder(architecture, self.observation_shape, latent_dim)
@@ -129,49 +134,25 @@ class _SequenceModel(nn.Module):
             x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
             k = int(torch.randint(self.num_transformations, (1,)))
             frames = self.sequence_fn(x0, k)
-        if frames.ndim != 5 or tuple(frames.shape[2:]) != self.observation_shape:
-            raise ValueError(
-                f"frames: expected (B, T+1, {', '.join(map(str, self.observation_shape))}), "
-                f"got shape {tuple(frames.shape)}"
-            )
-        if frames.shape[1] < self.steps + 1:
-            raise ValueError(
-                f"frames: {frames.shape[1]} frames per sequence, need {self.steps + 1}"
-            )
+        check_frames(frames, self.observation_shape, self.steps)
         return frames[:, : self.steps + 1]
 
-
-class SequenceVAE(_SequenceModel):
-    """VAE (``beta = 1``) or β-VAE on all frames x_0..x_T′ of the sequences (module doc)."""
-
-    def __init__(
-        self,
-        observation_shape: Sequence[int],
-        latent_dim: int = 16,
-        steps: int = 8,
-        beta: float = 1.0,
-        architecture: Architecture = "mlp",
-        sequence_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-        num_transformations: int = 3,
-    ) -> None:
-        super().__init__(
-            observation_shape, latent_dim, steps, architecture, sequence_fn, num_transformations
-        )
-        if not beta >= 0:
-            raise ValueError(f"beta: must be ≥ 0, got {beta}")
-        self.beta = beta
-
-    def forward(self, batch) -> dict[str, torch.Tensor]:
-        """``{"loss", "rec", "kl"}`` per image (mean over the B·(T′+1) frames)."""
-        x = self._frames(batch).flatten(0, 1)
+    def _vae_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Posterior sample ``z`` of frames ``x`` with its ``mean`` and ``logvar``, and ``rec``,
+        the Bernoulli reconstruction loss per image."""
         mean, logvar = self.encoder(x)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
         rec = reconstruction_loss(self.decoder(z), x, "bernoulli")
-        kl = kl_normal(mean.float(), logvar.float()).sum()
-        return {"loss": rec + self.beta * kl, "rec": rec, "kl": kl}
+        return {"z": z, "mean": mean, "logvar": logvar, "rec": rec}
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        """``{"loss", "rec", "kl"}`` per image (mean over the B·(T′+1) frames)."""
+        t = self._vae_terms(self._frames(batch).flatten(0, 1))
+        kl = kl_normal(t["mean"].float(), t["logvar"].float()).sum()
+        return {"loss": t["rec"] + self.beta * kl, "rec": t["rec"], "kl": kl}
 
 
-class SlowVAE(_SequenceModel):
+class SlowVAE(SequenceVAE):
     """SlowVAE on consecutive frame pairs with a Laplace transition prior (module doc)."""
 
     def __init__(
@@ -182,19 +163,14 @@ class SlowVAE(_SequenceModel):
         beta: float = 1.0,
         gamma: float = 10.0,
         rate: float = 6.0,
-        architecture: Architecture = "mlp",
-        sequence_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-        num_transformations: int = 3,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            observation_shape, latent_dim, steps, architecture, sequence_fn, num_transformations
-        )
-        for name, value in (("beta", beta), ("gamma", gamma)):
-            if not value >= 0:
-                raise ValueError(f"{name}: must be ≥ 0, got {value}")
+        super().__init__(observation_shape, latent_dim, steps, beta, **kwargs)
+        if not gamma >= 0:
+            raise ValueError(f"gamma: must be ≥ 0, got {gamma}")
         if not rate > 0:
             raise ValueError(f"rate: must be > 0, got {rate}")
-        self.beta, self.gamma, self.rate = beta, gamma, rate
+        self.gamma, self.rate = gamma, rate
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         """``{"loss", "rec", "kl", "kl_slow"}`` per pair (one random t per sequence)."""
@@ -202,10 +178,9 @@ class SlowVAE(_SequenceModel):
         B = frames.shape[0]
         t = torch.randint(self.steps, (B,), device=frames.device)
         rows = torch.arange(B, device=frames.device)
-        x = torch.cat([frames[rows, t], frames[rows, t + 1]])  # (2B, C, H, W)
-        mean, logvar = self.encoder(x)
-        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
-        rec = reconstruction_loss(self.decoder(z), x, "bernoulli") * 2  # per pair
+        terms = self._vae_terms(torch.cat([frames[rows, t], frames[rows, t + 1]]))  # 2B frames
+        z, mean, logvar = terms["z"], terms["mean"], terms["logvar"]
+        rec = terms["rec"] * 2  # per pair
         kl = kl_normal(mean[:B].float(), logvar[:B].float()).sum()
         # KL(q(z_{t+1}|x_{t+1}) ‖ Laplace(z_t, 1/rate)), one sample of each posterior
         z_t, z_next = z[:B].float(), z[B:].float()
