@@ -181,3 +181,56 @@ def test_bad_input_errors(tmp_path):
         rotate_hue(torch.zeros(2, 1, 4, 4), 10.0)
     with pytest.raises(ValueError, match="split"):
         DigitSequences(imgs, split="test")
+
+
+# --- 3D Shapes sequences (ffrl.md §2.2) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shapes_base():
+    from disentangle.data.shapes3d import Shapes3D
+
+    return Shapes3D(cache=False, progress=False)  # renders only the geometries a test needs
+
+
+def test_shapes3d_sequences_vary_one_factor_from_level_zero(shapes_base):
+    from disentangle.data.sequences import SHAPES3D_TRANSFORMATIONS, Shapes3DSequences
+
+    data = Shapes3DSequences(shapes_base, "train", steps=3, num_items=20, seed=1)
+    assert len(data) == 20 and data.observation_shape == (3, 64, 64)
+    rng = np.random.default_rng(0)
+    for k, column in zip(range(5), (0, 1, 2, 3, 5)):
+        frames = data.frames([4, 7], k)
+        assert frames.shape == (2, 4, 3, 64, 64)
+        cls = np.repeat(data.classes[[4, 7]][:, None], 4, 1)
+        cls[:, :, column] = np.arange(4)  # factor k at levels 0..3, the others fixed
+        expected = shapes_base.sample_observations_from_factors(cls.reshape(-1, 6), rng)
+        np.testing.assert_array_equal(frames.reshape(-1, 3, 64, 64).numpy(), expected)
+    assert data.frames([4], "scale").shape[1] == 4
+    assert SHAPES3D_TRANSFORMATIONS[3] == "scale"
+
+
+def test_shapes3d_sequence_splits_hold_out_one_shape(shapes_base):
+    from disentangle.data.sequences import Shapes3DSequences
+
+    train = Shapes3DSequences(shapes_base, "train")
+    held = Shapes3DSequences(shapes_base, "eval", eval_shape=1)
+    assert len(train) == 360_000 and len(held) == 120_000
+    assert (train.classes[:, 4] != 2).all() and (held.classes[:, 4] == 1).all()
+    with pytest.raises(ValueError, match="steps"):
+        Shapes3DSequences(shapes_base, steps=8)
+    with pytest.raises(ValueError, match="eval_shape"):
+        Shapes3DSequences(shapes_base, eval_shape=4)
+    with pytest.raises(ValueError, match="unknown transformation"):
+        Shapes3DSequences(shapes_base, num_items=2).frames([0], "shape")
+
+
+def test_shapes3d_sequence_fn_uses_the_loader_indices(shapes_base):
+    from disentangle.data.sequences import Shapes3DSequences
+
+    data = Shapes3DSequences(shapes_base, "eval", steps=2, num_items=6)
+    x0, idx = torch.utils.data.default_collate([data[i] for i in (0, 5)])
+    frames = data.sequence_fn()(x0, 2, idx)
+    torch.testing.assert_close(frames, data.frames([0, 5], 2))
+    # the items' own images are the loader's x0; frame 0 of k has factor k at level 0
+    assert frames.shape == (2, 3, 3, 64, 64)

@@ -191,13 +191,14 @@ def test_forward_terms_weights_and_flow_helpers():
 def test_forward_with_sequence_fn_draws_one_k():
     calls = []
 
-    def seq(x0, k):
-        calls.append(k)
+    def seq(x0, k, indices):
+        calls.append((k, indices.tolist()))
         return x0[:, None].expand(-1, 4, -1, -1, -1)
 
     model = _tiny(sequence_fn=seq)
-    out = model((torch.rand(4, 3, 8, 8), torch.zeros(4)))
-    assert torch.isfinite(out["loss"]) and len(calls) == 1 and calls[0] in (0, 1)
+    out = model((torch.rand(4, 3, 8, 8), torch.arange(4)))
+    assert torch.isfinite(out["loss"]) and len(calls) == 1 and calls[0][0] in (0, 1)
+    assert calls[0][1] == [0, 1, 2, 3]  # the loader's item indices reach sequence_fn
 
 
 def test_bad_input():
@@ -240,7 +241,7 @@ def test_equivariance_error_closed_form_and_perfect_model():
 
 
 def test_trains_in_the_toolkit_loop_and_resumes(tmp_path, one_thread):
-    from disentangle.data.sequences import make_sequence_dataset, sequence_frames
+    from disentangle.data.sequences import make_sequence_dataset
     from disentangle.train import TrainConfig, fit
 
     data = make_sequence_dataset("digits_seq", split="eval", steps=2)
@@ -253,7 +254,7 @@ def test_trains_in_the_toolkit_loop_and_resumes(tmp_path, one_thread):
             num_transformations=3,
             steps=2,
             architecture="mlp",
-            sequence_fn=lambda x0, k: sequence_frames(x0, k, 2),
+            sequence_fn=data.sequence_fn(2),
         )
 
     cfg = TrainConfig(steps=4, batch_size=8, log_every=1, checkpoint_every=2, progress=False)

@@ -44,8 +44,9 @@ from __future__ import annotations
 import gzip
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,12 @@ import torch.nn.functional as F
 
 __all__ = [
     "SEQUENCE_DATASETS",
+    "SHAPES3D_TRANSFORMATIONS",
     "TRANSFORMATIONS",
     "DigitSequences",
     "SequenceBatch",
     "SequenceSampler",
+    "Shapes3DSequences",
     "affine_warp",
     "load_mnist_images",
     "make_sequence_dataset",
@@ -323,10 +326,134 @@ class DigitSequences(torch.utils.data.Dataset):
         """Sequences ``(B, steps + 1, 3, H, W)`` of transformation ``k`` for items ``indices``."""
         return sequence_frames(self.first_frames(indices), k, self.steps)
 
+    def sequence_fn(self, steps: int | None = None) -> Callable:
+        """``(x0, k, indices) -> frames`` for the models' ``sequence_fn``: the frames are made
+        from the batch's first frames ``x0`` (on their device), ``steps`` of them (default T)."""
+        return partial(_frames_from_first, steps=self.steps if steps is None else steps)
+
+
+def _frames_from_first(x0: torch.Tensor, k: int, indices: torch.Tensor, steps: int):
+    return sequence_frames(x0, k, steps)
+
+
+#: The transformations of the 3D Shapes sequences (ffrl.md §2.2): factor k of the grid is set
+#: to its levels 0..T with the others fixed; shape (index 4 of the grid) is never varied.
+SHAPES3D_TRANSFORMATIONS: tuple[str, ...] = (
+    "floor_hue",
+    "wall_hue",
+    "object_hue",
+    "scale",
+    "orientation",
+)
+_SHAPES3D_FACTOR = (0, 1, 2, 3, 5)  # grid column of each transformation
+
+
+class Shapes3DSequences(torch.utils.data.Dataset):
+    """3D Shapes sequences (K = 5, ``papers/ffrl.md`` §2.2); item ``i`` is ``(x0, i)``.
+
+    An item is a full factor combination of the 3D Shapes grid. Its sequence for
+    transformation k sets factor k to levels 0..T (T ≤ 7: the first 8 levels, as the authors)
+    with the other five factors fixed, so x_0 has factor k at level 0 — a different image for
+    each k, as in the authors' code. ``first_frames`` (what the loader yields, and what
+    ``log p(x_0)`` scores) are the items' own images.
+
+    Splits do not overlap: a sequence never varies the object shape, so the evaluation split
+    holds every combination with one held-out shape (``eval_shape``, default 2: sphere) and no
+    frame of it appears in training. The authors had no split (ffrl.md §2.2).
+
+    Args:
+        base: a :class:`~disentangle.data.shapes3d.Shapes3D` (procedural or the real
+            ``3dshapes.h5``); built procedurally when None.
+        split: ``"train"``, ``"eval"`` or ``"all"``.
+        steps: T in 1..7.
+        eval_shape: the shape class (0..3) held out for evaluation.
+        num_items: keep this many items of the split (a seeded subset; None: all).
+        seed: seed of that subset.
+    """
+
+    transformations = SHAPES3D_TRANSFORMATIONS
+
+    def __init__(
+        self,
+        base=None,
+        split: str = "train",
+        steps: int = 7,
+        eval_shape: int = 2,
+        num_items: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        from disentangle.data.shapes3d import Shapes3D
+
+        if split not in ("train", "eval", "all"):
+            raise ValueError(f"split: expected 'train', 'eval' or 'all', got {split!r}")
+        if not 1 <= int(steps) <= 7:
+            raise ValueError(f"steps: must be in 1..7 (8 levels of scale), got {steps}")
+        if eval_shape not in range(4):
+            raise ValueError(f"eval_shape: must be a shape class in 0..3, got {eval_shape}")
+        self.base = Shapes3D(progress=False) if base is None else base
+        grid = self.base.grid
+        classes = grid.classes_of(np.arange(len(grid)))
+        keep = {
+            "train": classes[:, 4] != eval_shape,
+            "eval": classes[:, 4] == eval_shape,
+            "all": np.ones(len(classes), bool),
+        }[split]
+        classes = classes[keep]
+        if num_items is not None:
+            if num_items < 1:
+                raise ValueError(f"num_items: must be ≥ 1, got {num_items}")
+            pick = np.random.default_rng(seed).permutation(len(classes))[:num_items]
+            classes = classes[np.sort(pick)]
+        self.classes, self.split, self.steps = classes, split, int(steps)
+        self.name = "shapes3d_seq"
+        self.observation_shape = tuple(self.base.observation_shape)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def _render(self, classes: np.ndarray) -> torch.Tensor:
+        rng = np.random.default_rng(0)  # the grid is noise-free; the generator is unused
+        return torch.from_numpy(
+            np.asarray(self.base.sample_observations_from_factors(classes, rng))
+        )
+
+    def first_frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The items' images ``(B, 3, 64, 64)``."""
+        return self._render(self.classes[np.asarray(indices, dtype=np.int64)])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.first_frames([int(index)])[0], int(index)
+
+    def frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor, k: int | str):
+        """Sequences ``(B, steps + 1, 3, 64, 64)``: factor k of each item at levels 0..T."""
+        if isinstance(k, str):
+            if k not in SHAPES3D_TRANSFORMATIONS:
+                raise ValueError(
+                    f"k: unknown transformation {k!r}; known: {', '.join(SHAPES3D_TRANSFORMATIONS)}"
+                )
+            k = SHAPES3D_TRANSFORMATIONS.index(k)
+        if not 0 <= int(k) < len(SHAPES3D_TRANSFORMATIONS):
+            raise ValueError(f"k: must be in 0..{len(SHAPES3D_TRANSFORMATIONS) - 1}, got {k}")
+        cls = self.classes[np.asarray(indices, dtype=np.int64)]
+        seq = np.repeat(cls[:, None], self.steps + 1, 1)  # (B, T + 1, 6)
+        seq[:, :, _SHAPES3D_FACTOR[int(k)]] = np.arange(self.steps + 1)
+        images = self._render(seq.reshape(-1, cls.shape[1]))
+        return images.reshape(len(cls), self.steps + 1, *images.shape[1:])
+
+    def sequence_fn(self, steps: int | None = None) -> Callable:
+        """``(x0, k, indices) -> frames`` for the models' ``sequence_fn``: rendered from the
+        items' factors (``x0`` only gives the device)."""
+        return partial(_frames_from_items, self)
+
+
+def _frames_from_items(data: Shapes3DSequences, x0: torch.Tensor, k: int, indices):
+    return data.frames(torch.as_tensor(indices).cpu(), k).to(x0.device, x0.dtype)
+
 
 SEQUENCE_DATASETS: dict[str, str] = {
     "digits_seq": "scikit-learn's 8×8 digits upsampled to 28×28 (bundled; NOT MNIST)",
     "mnist_seq": "MNIST train images from local IDX/.npz files (path=...)",
+    "shapes3d_seq": "3D Shapes sequences, K = 5 (procedural renderer, or 3dshapes.h5 at path)",
 }
 
 
@@ -338,14 +465,21 @@ def make_sequence_dataset(
     steps: int = 8,
     eval_fraction: float = 0.2,
     split_seed: int = 0,
-) -> DigitSequences:
-    """Build a transformed-digit sequence dataset by name (:data:`SEQUENCE_DATASETS`).
+) -> DigitSequences | Shapes3DSequences:
+    """Build a sequence dataset by name (:data:`SEQUENCE_DATASETS`).
 
     Args:
-        name: ``"digits_seq"`` (bundled scikit-learn digits) or ``"mnist_seq"`` (needs ``path``).
-        path: MNIST file or folder (see :func:`load_mnist_images`); only for ``"mnist_seq"``.
-        split, steps, eval_fraction, split_seed: see :class:`DigitSequences`.
+        name: ``"digits_seq"`` (bundled scikit-learn digits), ``"mnist_seq"`` (needs ``path``)
+            or ``"shapes3d_seq"`` (procedural, or the real ``3dshapes.h5`` at ``path``).
+        path: MNIST file or folder (see :func:`load_mnist_images`), or the 3D Shapes file.
+        split, steps, eval_fraction, split_seed: see :class:`DigitSequences` (3D Shapes: see
+            :class:`Shapes3DSequences`, steps ≤ 7; its split holds out one shape).
     """
+    if name == "shapes3d_seq":
+        from disentangle.data.shapes3d import Shapes3D
+
+        base = Shapes3D(path, progress=False) if path is not None else None
+        return Shapes3DSequences(base, split, steps)
     if name == "digits_seq":
         if path is not None:
             raise ValueError("path: 'digits_seq' is bundled with scikit-learn and takes no path")

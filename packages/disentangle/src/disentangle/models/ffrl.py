@@ -258,6 +258,13 @@ def log_det_step(grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.linalg.slogdet(eye + _hessian(grad_z, z)).logabsdet
 
 
+def split_loader_batch(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(x0, indices)`` of a loader batch ``(x0, indices)`` or a bare image batch."""
+    if isinstance(batch, (tuple, list)):
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    return batch, None
+
+
 def check_frames(frames: torch.Tensor, observation_shape: tuple[int, ...], steps: int) -> None:
     """Raise unless ``frames`` is ``(B, T + 1, *observation_shape)`` with T ≥ ``steps``."""
     if frames.ndim != 5 or tuple(frames.shape[2:]) != tuple(observation_shape):
@@ -383,9 +390,9 @@ class FFRL(nn.Module):
         density: ``"code"`` (default), ``"laplacian"`` or ``"exact"``.
         hutchinson_probes: for ``density="laplacian"``: 0 exact trace, > 0 Hutchinson probes.
         weights: :class:`FFRLWeights`.
-        sequence_fn: ``(x0, k) -> frames (B, T + 1, C, H, W)``; lets ``forward`` take a plain
-            image batch and draw one k per batch itself (e.g.
-            :func:`disentangle.data.sequences.sequence_frames`).
+        sequence_fn: ``(x0, k, indices) -> frames (B, T + 1, C, H, W)``; lets ``forward``
+            take a loader batch ``(x0, indices)`` and draw one k per batch itself (e.g.
+            ``DigitSequences.sequence_fn()``, which transforms ``x0``).
         weakly_supervised: hide k (ffrl.md §1.11): an index predictor reads all frames stacked
             along channels (an MLP here; the authors use a conv trunk) and gives a
             straight-through hard Gumbel-softmax one-hot per sample, temperature
@@ -406,7 +413,7 @@ class FFRL(nn.Module):
         density: DensityForm = "code",
         hutchinson_probes: int = 0,
         weights: FFRLWeights | None = None,
-        sequence_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        sequence_fn: Callable[..., torch.Tensor] | None = None,
         weakly_supervised: bool = False,
     ) -> None:
         super().__init__()
@@ -535,9 +542,9 @@ class FFRL(nn.Module):
                 "batch: plain image batches need sequence_fn; otherwise pass "
                 "{'frames': (B, T+1, C, H, W), 'k': (B,)}"
             )
-        x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x0, indices = split_loader_batch(batch)
         k = int(torch.randint(self.num_transformations, (1,)))
-        return self.sequence_fn(x0, k), k
+        return self.sequence_fn(x0, k, indices), k
 
     def _log_det(self, grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if self.density == "code":

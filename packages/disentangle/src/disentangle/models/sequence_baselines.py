@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from disentangle.models.ffrl import check_frames
+from disentangle.models.ffrl import check_frames, split_loader_batch
 from disentangle.models.objectives import gaussian_log_density, kl_normal, reconstruction_loss
 from disentangle.nn import Architecture, make_decoder, make_encoder
 
@@ -87,7 +87,7 @@ class SequenceVAE(nn.Module):
         steps: int = 8,
         beta: float = 1.0,
         architecture: Architecture = "mlp",
-        sequence_fn: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        sequence_fn: Callable[..., torch.Tensor] | None = None,
         num_transformations: int = 3,
     ) -> None:
         super().__init__()
@@ -131,9 +131,9 @@ class SequenceVAE(nn.Module):
                     "batch: plain image batches need sequence_fn; otherwise pass "
                     "{'frames': (B, T+1, C, H, W)}"
                 )
-            x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
+            x0, indices = split_loader_batch(batch)
             k = int(torch.randint(self.num_transformations, (1,)))
-            frames = self.sequence_fn(x0, k)
+            frames = self.sequence_fn(x0, k, indices)
         check_frames(frames, self.observation_shape, self.steps)
         return frames[:, : self.steps + 1]
 

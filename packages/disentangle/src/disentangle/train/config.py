@@ -79,10 +79,11 @@ class ModelConfig:
     kind: Literal["vae", "ffrl", "seq_vae", "slow_vae"] = "vae"
     """Model family: "vae" (the VAE family), "ffrl" (latent flows), or the FFRL baselines
     "seq_vae" (VAE, or β-VAE with model.beta > 1, on all sequence frames) and "slow_vae"
-    (SlowVAE); the last three need data.name "digits_seq" or "mnist_seq" and
-    regulariser.kind "none"."""
+    (SlowVAE); the last three need a sequence dataset (data.name "digits_seq", "mnist_seq" or
+    "shapes3d_seq") and regulariser.kind "none"."""
     flow_steps: int = 8
-    """FFRL: T′, flow steps trained per sequence (8 for the digit sequences)."""
+    """FFRL: T′, flow steps trained per sequence (8 for the digit sequences, ≤ 7 for 3D
+    Shapes)."""
     hj_variant: Literal["code", "exact"] = "code"
     """FFRL: Hamilton-Jacobi penalty as the authors' code ("code") or per sample ("exact")."""
     density: Literal["code", "laplacian", "exact"] = "code"
@@ -236,6 +237,8 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 
 #: Model families trained on sequence datasets and scored by E_k (FFRL and its baselines).
 SEQUENCE_KINDS: tuple[str, ...] = ("ffrl", "seq_vae", "slow_vae")
+#: The sequence datasets (``disentangle.data.sequences.SEQUENCE_DATASETS``).
+SEQUENCE_DATASETS: tuple[str, ...] = ("digits_seq", "mnist_seq", "shapes3d_seq")
 
 
 def _check(ok: bool, name: str, message: str) -> None:
@@ -265,9 +268,10 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
     _check(m.kind in ("vae", *SEQUENCE_KINDS), "model.kind", f"unknown model family {m.kind!r}")
     if m.kind in SEQUENCE_KINDS:
         _check(
-            d.name in ("digits_seq", "mnist_seq"),
+            d.name in SEQUENCE_DATASETS,
             "data.name",
-            f"the {m.kind} model trains on sequences: 'digits_seq' or 'mnist_seq', got {d.name!r}",
+            f"the {m.kind} model trains on sequences ({', '.join(SEQUENCE_DATASETS)}), got "
+            f"{d.name!r}",
         )
         _check(r.kind == "none", "regulariser.kind", f"the {m.kind} model takes no regulariser")
         _check(m.flow_steps >= 1, "model.flow_steps", f"must be ≥ 1, got {m.flow_steps}")
@@ -275,15 +279,20 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
         _check(m.slow_gamma >= 0, "model.slow_gamma", f"must be ≥ 0, got {m.slow_gamma}")
         _check(m.slow_rate > 0, "model.slow_rate", f"must be > 0, got {m.slow_rate}")
         _check(
-            m.architecture == "mlp",
+            m.architecture == "mlp" or d.name == "shapes3d_seq",
             "model.architecture",
             "the 28×28 digit sequences need 'mlp' (the conv encoder needs multiples of 16)",
+        )
+        _check(
+            d.name != "shapes3d_seq" or m.flow_steps <= 7,
+            "model.flow_steps",
+            f"3D Shapes sequences have 8 levels (T ≤ 7), got {m.flow_steps}",
         )
         _check(m.hj_variant in ("code", "exact"), "model.hj_variant", f"got {m.hj_variant!r}")
         _check(m.density in ("code", "laplacian", "exact"), "model.density", f"got {m.density!r}")
     else:
         _check(
-            d.name not in ("digits_seq", "mnist_seq"),
+            d.name not in SEQUENCE_DATASETS,
             "model.kind",
             f"{d.name!r} is a sequence dataset for the flow model; pass --model.kind ffrl",
         )

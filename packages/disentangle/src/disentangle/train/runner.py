@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,27 +62,31 @@ def build_dataset(cfg: Config, split: str = "train") -> Any:
     return make_dataset(cfg.data.name, path=cfg.data.path, tiny=cfg.data.tiny)
 
 
-def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: int) -> Any:
-    """The VAE of ``cfg.model`` with the regulariser of ``cfg.regulariser``, or the FFRL model."""
+def build_model(
+    cfg: Config, observation_shape: tuple[int, ...], dataset_size: int, data: Any = None
+) -> Any:
+    """The VAE of ``cfg.model`` with the regulariser of ``cfg.regulariser``, or a sequence model
+    (FFRL or a baseline) whose sequences come from ``data`` (built from ``cfg`` if None)."""
     r, m = cfg.regulariser, cfg.model
+    if m.kind in SEQUENCE_KINDS:
+        data = build_dataset(cfg) if data is None else data
+        sequence_fn, num_k = data.sequence_fn(m.flow_steps), len(data.transformations)
     if m.kind == "ffrl":
-        from disentangle.data.sequences import TRANSFORMATIONS, sequence_frames
         from disentangle.models.ffrl import FFRL, FFRLWeights
 
         return FFRL(
             observation_shape,
             latent_dim=m.latent_dim,
-            num_transformations=len(TRANSFORMATIONS),
+            num_transformations=num_k,
             steps=m.flow_steps,
             architecture=m.architecture,
             hj_variant=m.hj_variant,
             density=m.density,
             weights=FFRLWeights(hj=m.hj_weight, ic=m.hj_weight),
             weakly_supervised=m.weakly_supervised,
-            sequence_fn=partial(sequence_frames, steps=m.flow_steps),
+            sequence_fn=sequence_fn,
         )
     if m.kind in ("seq_vae", "slow_vae"):
-        from disentangle.data.sequences import TRANSFORMATIONS, sequence_frames
         from disentangle.models.sequence_baselines import SequenceVAE, SlowVAE
 
         common = dict(
@@ -91,8 +94,8 @@ def build_model(cfg: Config, observation_shape: tuple[int, ...], dataset_size: i
             steps=m.flow_steps,
             beta=m.beta,
             architecture=m.architecture,
-            sequence_fn=partial(sequence_frames, steps=m.flow_steps),
-            num_transformations=len(TRANSFORMATIONS),
+            sequence_fn=sequence_fn,
+            num_transformations=num_k,
         )
         if m.kind == "seq_vae":
             return SequenceVAE(observation_shape, **common)
@@ -205,7 +208,7 @@ def load_run(
     if checkpoint is None or not (checkpoint / "model.safetensors").exists():
         raise FileNotFoundError(f"checkpoint: no complete checkpoint found in {run_dir}")
     data = dataset if dataset is not None else build_dataset(cfg)
-    model = build_model(cfg, tuple(data.observation_shape), len(data))
+    model = build_model(cfg, tuple(data.observation_shape), len(data), data)
     weights = load_file(str(checkpoint / "model.safetensors"))
     model.load_state_dict({k.removeprefix("module."): v for k, v in weights.items()})
     return cfg, model.eval(), data, checkpoint
@@ -226,7 +229,7 @@ def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
     set_seed(cfg.train.seed, deterministic=cfg.train.deterministic)
     with state.main_process_first():  # a dataset cache is generated once, by the main process
         data = dataset if dataset is not None else build_dataset(cfg)
-    model = build_model(cfg, tuple(data.observation_shape), len(data))
+    model = build_model(cfg, tuple(data.observation_shape), len(data), data)
     if state.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", _config_dict(cfg))
