@@ -234,3 +234,75 @@ def test_shapes3d_sequence_fn_uses_the_loader_indices(shapes_base):
     torch.testing.assert_close(frames, data.frames([0, 5], 2))
     # the items' own images are the loader's x0; frame 0 of k has factor k at level 0
     assert frames.shape == (2, 3, 3, 64, 64)
+
+
+# --- Falcor3D / Isaac3D image folders (ffrl.md §2.3) ----------------------------------------
+
+
+def _write_folder(root, sizes):
+    """A tiny factor grid of 4×4 PNGs whose pixels encode the factor levels."""
+    from PIL import Image
+
+    folder = root / "images"
+    folder.mkdir(parents=True)
+    for i, levels in enumerate(np.ndindex(*sizes)):
+        img = np.zeros((4, 4, 3), np.uint8)
+        img[0, : len(levels), 0] = np.asarray(levels) * 40  # row 0, red: the levels
+        Image.fromarray(img).save(folder / f"{i:06d}.png")
+    return root
+
+
+def _levels(frames):
+    return (frames[..., 0, 0, :3] * 255 / 40).round().long()  # red channel, row 0
+
+
+def test_folder_sequences_fix_the_base_index_bug_and_split_cleanly(tmp_path):
+    from disentangle.data.sequences import FolderSequences, FolderSpec
+
+    spec = FolderSpec(("a", "b", "c"), (3, 4, 4), (0, 1, 2), 2, (1, 2))
+    root = _write_folder(tmp_path / "grid", spec.factor_sizes)
+    train = FolderSequences(root, spec, "train")
+    held = FolderSequences(root, spec, "eval")
+    assert train.observation_shape == (3, 4, 4) and train.transformations == ("a", "b", "c")
+    assert len(train) == 3 * 3 * 3 and len(held) == 3 * 1 * 1
+    for k in range(3):
+        for i in range(len(train)):
+            seq = _levels(train.frames([i], k))[0]  # (T + 1, 3) factor levels per frame
+            expected = np.repeat(train.classes[i][None], 3, 0)
+            expected[:, k] = np.arange(3)  # only factor k moves, from level 0 (the fix)
+            np.testing.assert_array_equal(seq.numpy(), expected)
+    train_frames = {
+        tuple(r)
+        for k in range(3)
+        for r in _levels(train.frames(range(len(train)), k)).reshape(-1, 3).tolist()
+    }
+    eval_frames = {
+        tuple(r)
+        for k in range(3)
+        for r in _levels(held.frames(range(len(held)), k)).reshape(-1, 3).tolist()
+    }
+    assert not train_frames & eval_frames  # no frame of an eval sequence is seen in training
+
+
+def test_folder_sequences_bad_input(tmp_path):
+    from disentangle.data.sequences import (
+        FALCOR3D,
+        FolderSequences,
+        FolderSpec,
+        make_sequence_dataset,
+    )
+
+    with pytest.raises(FileNotFoundError, match="root"):
+        FolderSequences(tmp_path / "missing", FALCOR3D)
+    spec = FolderSpec(("a", "b"), (3, 4), (0, 1), 2, (0, 1))
+    root = _write_folder(tmp_path / "g", spec.factor_sizes)
+    with pytest.raises(FileNotFoundError, match="233280 files"):
+        FolderSequences(root, FALCOR3D)  # a 12-image folder is not Falcor3D
+    with pytest.raises(ValueError, match="steps"):
+        FolderSequences(root, spec, steps=3)  # factor a has 3 levels: T ≤ 2
+    (root / "images" / "000005.png").write_bytes(b"not a png")
+    data = FolderSequences(root, spec, "all")
+    with pytest.raises(ValueError, match="cannot read"):
+        data.frames([1], 0)  # item (0, 1) along a: files 1, 5, 9
+    with pytest.raises(ValueError, match="path"):
+        make_sequence_dataset("isaac3d_seq")

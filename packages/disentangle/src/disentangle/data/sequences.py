@@ -54,10 +54,14 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "FALCOR3D",
+    "ISAAC3D",
     "SEQUENCE_DATASETS",
     "SHAPES3D_TRANSFORMATIONS",
     "TRANSFORMATIONS",
     "DigitSequences",
+    "FolderSequences",
+    "FolderSpec",
     "SequenceBatch",
     "SequenceSampler",
     "Shapes3DSequences",
@@ -446,14 +450,185 @@ class Shapes3DSequences(torch.utils.data.Dataset):
         return partial(_frames_from_items, self)
 
 
-def _frames_from_items(data: Shapes3DSequences, x0: torch.Tensor, k: int, indices):
+def _frames_from_items(data, x0: torch.Tensor, k: int, indices):
     return data.frames(torch.as_tensor(indices).cpu(), k).to(x0.device, x0.dtype)
+
+
+@dataclass(frozen=True)
+class FolderSpec:
+    """Layout of an image-folder factor dataset (NVlabs' high-res disentanglement datasets)."""
+
+    factor_names: tuple[str, ...]
+    """Factors in index order: file index = Σ_i level_i · base_i, the last factor fastest."""
+    factor_sizes: tuple[int, ...]
+    transformations: tuple[int, ...]
+    """Factor indices FFRL varies, in k order."""
+    steps: int
+    """T: frames j = 0..T per sequence."""
+    split_factors: tuple[int, int]
+    """Two factors whose top level no sequence reaches (size > T + 1): eval holds the items
+    at the top level of both, train the items at the top level of neither (module doc)."""
+    pattern: str = "{:06d}.png"
+    """File name of index i inside the images folder."""
+
+
+#: Falcor3D (ffrl.md §2.3): 233 280 images, every factor is a transformation, frames 0..4.
+FALCOR3D = FolderSpec(
+    (
+        "lighting_intensity",
+        "lighting_x",
+        "lighting_y",
+        "lighting_z",
+        "camera_x",
+        "camera_y",
+        "camera_z",
+    ),
+    (5, 6, 6, 6, 6, 6, 6),
+    (0, 1, 2, 3, 4, 5, 6),
+    4,
+    (1, 4),
+)
+#: Isaac3D (ffrl.md §2.3), factor order of the index bases: 737 280 images, factors 1..8
+#: are the transformations (object_shape is not), frames 0..3.
+ISAAC3D = FolderSpec(
+    (
+        "object_shape",
+        "robot_x",
+        "robot_y",
+        "camera_height",
+        "object_scale",
+        "lighting_intensity",
+        "lighting_y",
+        "object_color",
+        "wall_color",
+    ),
+    (3, 8, 5, 4, 4, 4, 6, 4, 4),
+    (1, 2, 3, 4, 5, 6, 7, 8),
+    3,
+    (1, 6),
+)
+
+
+class FolderSequences(torch.utils.data.Dataset):
+    """Sequences of an image-folder factor dataset (Falcor3D, Isaac3D; ``papers/ffrl.md``
+    §2.3), read lazily from PNG files; item ``i`` is ``(x0, i)``.
+
+    Frame j of the sequence of item ``i`` along transformation k is the file whose factor k is
+    at level j and whose other factors are those of ``i``. This **fixes the authors' base-index
+    bug**: their code took ``(i mod base_0) + j·base_k``, which zeroes factor 0 instead of
+    factor k, so for k ≥ 1 the frames carried into factor k − 1 and mixed factors.
+
+    Splits do not overlap: with a, b the spec's ``split_factors`` (top levels never reached by a
+    sequence), eval holds the items at the top level of both, train those at the top level of
+    neither; every frame of an eval sequence keeps a or b at its top level, which no train frame
+    has. The authors had no split.
+
+    Args:
+        root: the dataset folder (``images/`` inside it, or the images themselves).
+        spec: :data:`FALCOR3D`, :data:`ISAAC3D` or a :class:`FolderSpec`.
+        split: ``"train"``, ``"eval"`` or ``"all"``.
+        steps: T (default: the spec's).
+        num_items: keep this many items of the split (seeded subset; None: all).
+        seed: seed of that subset.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        spec: FolderSpec,
+        split: str = "train",
+        steps: int | None = None,
+        num_items: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        from PIL import Image
+
+        folder = Path(root)
+        if (folder / "images").is_dir():
+            folder = folder / "images"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"root: no image folder at {str(root)!r}")
+        if split not in ("train", "eval", "all"):
+            raise ValueError(f"split: expected 'train', 'eval' or 'all', got {split!r}")
+        self.spec, self.folder = spec, folder
+        self.steps = spec.steps if steps is None else int(steps)
+        sizes = np.asarray(spec.factor_sizes)
+        too_short = [spec.factor_names[f] for f in spec.transformations if sizes[f] <= self.steps]
+        if self.steps < 1 or too_short:
+            raise ValueError(f"steps: must be ≥ 1 and below the levels of {too_short or 'all'}")
+        total = int(np.prod(sizes))
+        last = folder / spec.pattern.format(total - 1)
+        if not last.exists():
+            raise FileNotFoundError(
+                f"root: {folder} lacks {last.name}; a {'×'.join(map(str, sizes))} grid needs "
+                f"{total} files named like {spec.pattern.format(0)}"
+            )
+        with Image.open(folder / spec.pattern.format(0)) as im:
+            w, h = im.size
+        self.observation_shape = (3, h, w)
+        self.transformations = tuple(spec.factor_names[f] for f in spec.transformations)
+        classes = np.stack(np.unravel_index(np.arange(total), sizes), 1)
+        a, b = spec.split_factors
+        top_a, top_b = classes[:, a] == sizes[a] - 1, classes[:, b] == sizes[b] - 1
+        keep = {"train": ~top_a & ~top_b, "eval": top_a & top_b, "all": np.ones(total, bool)}
+        classes = classes[keep[split]]
+        if num_items is not None:
+            pick = np.random.default_rng(seed).permutation(len(classes))[:num_items]
+            classes = classes[np.sort(pick)]
+        self.classes, self.split, self.name = classes, split, folder.parent.name
+        self._sizes = sizes
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def _read(self, classes: np.ndarray) -> torch.Tensor:
+        from PIL import Image
+
+        index = np.ravel_multi_index(tuple(classes.T), tuple(self._sizes))
+        images = []
+        for i in index.tolist():
+            path = self.folder / self.spec.pattern.format(i)
+            try:
+                with Image.open(path) as im:
+                    images.append(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+            except OSError as err:
+                raise ValueError(f"root: cannot read {path} ({err})") from err
+        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+    def first_frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The items' images ``(B, 3, H, W)``."""
+        return self._read(self.classes[np.asarray(indices, dtype=np.int64)])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.first_frames([int(index)])[0], int(index)
+
+    def frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor, k: int | str):
+        """Sequences ``(B, steps + 1, 3, H, W)``: factor k of each item at levels 0..T."""
+        if isinstance(k, str):
+            if k not in self.transformations:
+                raise ValueError(
+                    f"k: unknown transformation {k!r}; known: {', '.join(self.transformations)}"
+                )
+            k = self.transformations.index(k)
+        if not 0 <= int(k) < len(self.transformations):
+            raise ValueError(f"k: must be in 0..{len(self.transformations) - 1}, got {k}")
+        cls = self.classes[np.asarray(indices, dtype=np.int64)]
+        seq = np.repeat(cls[:, None], self.steps + 1, 1)
+        seq[:, :, self.spec.transformations[int(k)]] = np.arange(self.steps + 1)  # the fix
+        images = self._read(seq.reshape(-1, cls.shape[1]))
+        return images.reshape(len(cls), self.steps + 1, *images.shape[1:])
+
+    def sequence_fn(self, steps: int | None = None) -> Callable:
+        """``(x0, k, indices) -> frames`` read from the files (``x0`` gives the device)."""
+        return partial(_frames_from_items, self)
 
 
 SEQUENCE_DATASETS: dict[str, str] = {
     "digits_seq": "scikit-learn's 8×8 digits upsampled to 28×28 (bundled; NOT MNIST)",
     "mnist_seq": "MNIST train images from local IDX/.npz files (path=...)",
     "shapes3d_seq": "3D Shapes sequences, K = 5 (procedural renderer, or 3dshapes.h5 at path)",
+    "falcor3d_seq": "Falcor3D sequences, K = 7, from the 128×128 PNG folder at path",
+    "isaac3d_seq": "Isaac3D sequences, K = 8, from the 128×128 PNG folder at path",
 }
 
 
@@ -462,7 +637,7 @@ def make_sequence_dataset(
     *,
     path: str | os.PathLike | None = None,
     split: str = "train",
-    steps: int = 8,
+    steps: int | None = None,
     eval_fraction: float = 0.2,
     split_seed: int = 0,
 ) -> DigitSequences | Shapes3DSequences:
@@ -472,14 +647,22 @@ def make_sequence_dataset(
         name: ``"digits_seq"`` (bundled scikit-learn digits), ``"mnist_seq"`` (needs ``path``)
             or ``"shapes3d_seq"`` (procedural, or the real ``3dshapes.h5`` at ``path``).
         path: MNIST file or folder (see :func:`load_mnist_images`), or the 3D Shapes file.
-        split, steps, eval_fraction, split_seed: see :class:`DigitSequences` (3D Shapes: see
-            :class:`Shapes3DSequences`, steps ≤ 7; its split holds out one shape).
+        steps: T, frames t = 0..T per sequence (None: 8 for digits, 7 for 3D Shapes, the
+            spec's 4 for Falcor3D and 3 for Isaac3D).
+        split, eval_fraction, split_seed: see :class:`DigitSequences` (3D Shapes and the
+            folders split by factors instead: :class:`Shapes3DSequences`,
+            :class:`FolderSequences`).
     """
+    if name in ("falcor3d_seq", "isaac3d_seq"):
+        if path is None:
+            raise ValueError(f"path: {name!r} reads a local PNG folder; pass path=...")
+        spec = FALCOR3D if name == "falcor3d_seq" else ISAAC3D
+        return FolderSequences(path, spec, split, steps)
     if name == "shapes3d_seq":
         from disentangle.data.shapes3d import Shapes3D
 
         base = Shapes3D(path, progress=False) if path is not None else None
-        return Shapes3DSequences(base, split, steps)
+        return Shapes3DSequences(base, split, 7 if steps is None else steps)
     if name == "digits_seq":
         if path is not None:
             raise ValueError("path: 'digits_seq' is bundled with scikit-learn and takes no path")
@@ -492,6 +675,7 @@ def make_sequence_dataset(
         raise ValueError(
             f"name: unknown sequence dataset {name!r}; known: {list(SEQUENCE_DATASETS)}"
         )
+    steps = 8 if steps is None else steps
     return DigitSequences(images, split, eval_fraction, split_seed, steps, name)
 
 

@@ -79,11 +79,11 @@ class ModelConfig:
     kind: Literal["vae", "ffrl", "seq_vae", "slow_vae"] = "vae"
     """Model family: "vae" (the VAE family), "ffrl" (latent flows), or the FFRL baselines
     "seq_vae" (VAE, or β-VAE with model.beta > 1, on all sequence frames) and "slow_vae"
-    (SlowVAE); the last three need a sequence dataset (data.name "digits_seq", "mnist_seq" or
-    "shapes3d_seq") and regulariser.kind "none"."""
+    (SlowVAE); the last three need a sequence dataset (data.name "digits_seq", "mnist_seq",
+    "shapes3d_seq", "falcor3d_seq" or "isaac3d_seq") and regulariser.kind "none"."""
     flow_steps: int = 8
-    """FFRL: T′, flow steps trained per sequence (8 for the digit sequences, ≤ 7 for 3D
-    Shapes)."""
+    """FFRL: T′, flow steps trained per sequence (8 for the digit sequences; at most 7 for 3D
+    Shapes, 4 for Falcor3D, 3 for Isaac3D)."""
     hj_variant: Literal["code", "exact"] = "code"
     """FFRL: Hamilton-Jacobi penalty as the authors' code ("code") or per sample ("exact")."""
     density: Literal["code", "laplacian", "exact"] = "code"
@@ -238,7 +238,15 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 #: Model families trained on sequence datasets and scored by E_k (FFRL and its baselines).
 SEQUENCE_KINDS: tuple[str, ...] = ("ffrl", "seq_vae", "slow_vae")
 #: The sequence datasets (``disentangle.data.sequences.SEQUENCE_DATASETS``).
-SEQUENCE_DATASETS: tuple[str, ...] = ("digits_seq", "mnist_seq", "shapes3d_seq")
+SEQUENCE_DATASETS: tuple[str, ...] = (
+    "digits_seq",
+    "mnist_seq",
+    "shapes3d_seq",
+    "falcor3d_seq",
+    "isaac3d_seq",
+)
+#: Their longest sequences (T); the digit transformations have no limit.
+_MAX_STEPS = {"shapes3d_seq": 7, "falcor3d_seq": 4, "isaac3d_seq": 3}
 
 
 def _check(ok: bool, name: str, message: str) -> None:
@@ -279,14 +287,15 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
         _check(m.slow_gamma >= 0, "model.slow_gamma", f"must be ≥ 0, got {m.slow_gamma}")
         _check(m.slow_rate > 0, "model.slow_rate", f"must be > 0, got {m.slow_rate}")
         _check(
-            m.architecture == "mlp" or d.name == "shapes3d_seq",
+            m.architecture == "mlp" or d.name not in ("digits_seq", "mnist_seq"),
             "model.architecture",
             "the 28×28 digit sequences need 'mlp' (the conv encoder needs multiples of 16)",
         )
         _check(
-            d.name != "shapes3d_seq" or m.flow_steps <= 7,
+            m.flow_steps <= _MAX_STEPS.get(d.name, m.flow_steps),
             "model.flow_steps",
-            f"3D Shapes sequences have 8 levels (T ≤ 7), got {m.flow_steps}",
+            f"{d.name} sequences have at most T = {_MAX_STEPS.get(d.name)} steps, got "
+            f"{m.flow_steps}",
         )
         _check(m.hj_variant in ("code", "exact"), "model.hj_variant", f"got {m.hj_variant!r}")
         _check(m.density in ("code", "laplacian", "exact"), "model.density", f"got {m.density!r}")
