@@ -9,6 +9,9 @@ Images are channels-first ``(B, C, H, W)`` float tensors in [0, 1]; latents are 
   decoder mirrors it with transposed convolutions and returns *logits* (a Bernoulli decoder's
   sigmoid is applied by the loss, never inside the network).
 - :class:`MLPEncoder` / :class:`MLPDecoder`: the same interface for small images or vectors.
+- :class:`FlowConvEncoder` / :class:`FlowConvDecoder`: the ``ConvVAE`` of the FFRL code (Song et
+  al., NeurIPS 2023; ``papers/ffrl.md`` §1.9) for 28×28 and 64×64 images, whose channel
+  width equals the latent size s (MNIST s = 324: 70.9M parameters).
 
 :func:`make_encoder` and :func:`make_decoder` pick one by name.
 """
@@ -26,13 +29,15 @@ from torch import nn
 __all__ = [
     "ConvDecoder",
     "ConvEncoder",
+    "FlowConvDecoder",
+    "FlowConvEncoder",
     "MLPDecoder",
     "MLPEncoder",
     "make_decoder",
     "make_encoder",
 ]
 
-Architecture = Literal["conv", "mlp"]
+Architecture = Literal["conv", "mlp", "flow_conv"]
 
 
 class ConvEncoder(nn.Module):
@@ -164,27 +169,101 @@ class MLPDecoder(nn.Module):
         return self.net(z)
 
 
+def _flow_conv_kernel(observation_shape: tuple[int, ...], which: str) -> int:
+    if len(observation_shape) != 3 or observation_shape[1] != observation_shape[2]:
+        raise ValueError(
+            f"observation_shape: {which} needs square (C, H, W), got {observation_shape}"
+        )
+    if observation_shape[1] % 4:
+        raise ValueError(
+            f"observation_shape: {which} needs H a multiple of 4, got {observation_shape}"
+        )
+    return observation_shape[1] // 4
+
+
+class FlowConvEncoder(nn.Module):
+    """FFRL's ConvVAE encoder (``papers/ffrl.md`` §1.9), channel width s = latent size.
+
+    Conv4×4/2 (C→s), Conv4×4/2 (s→2s), a valid Conv with kernel H/4 (2s→3s, to 1×1), Conv1×1
+    (3s→2s), Conv1×1 (2s→2s), each with ReLU, then linear heads (2s→s) for mean and logvar.
+    """
+
+    def __init__(self, observation_shape: tuple[int, int, int], latent_dim: int = 324) -> None:
+        super().__init__()
+        kernel, c, s = (
+            _flow_conv_kernel(observation_shape, "flow_conv"),
+            observation_shape[0],
+            latent_dim,
+        )
+        self.body = nn.Sequential(
+            nn.Conv2d(c, s, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(s, 2 * s, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(2 * s, 3 * s, kernel), nn.ReLU(),
+            nn.Conv2d(3 * s, 2 * s, 1), nn.ReLU(),
+            nn.Conv2d(2 * s, 2 * s, 1), nn.ReLU(),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.mean, self.logvar = nn.Linear(2 * s, s), nn.Linear(2 * s, s)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the posterior ``(mean, logvar)``, each ``(B, s)``."""
+        h = self.body(x)
+        return self.mean(h), self.logvar(h)
+
+
+class FlowConvDecoder(nn.Module):
+    """Mirror of :class:`FlowConvEncoder` (``papers/ffrl.md`` §1.9), returning logits.
+
+    Linear (s→s), ReLU, ConvT1×1 (s→2s), ConvT1×1 (2s→3s), ConvT with kernel H/4 (3s→2s),
+    ConvT4×4/2 (2s→s), ConvT4×4/2 (s→C); ReLU between them, no sigmoid (the loss applies it).
+    """
+
+    def __init__(self, observation_shape: tuple[int, int, int], latent_dim: int = 324) -> None:
+        super().__init__()
+        kernel, c, s = (
+            _flow_conv_kernel(observation_shape, "flow_conv"),
+            observation_shape[0],
+            latent_dim,
+        )
+        self.net = nn.Sequential(
+            nn.Linear(s, s), Rearrange("b s -> b s 1 1"), nn.ReLU(),
+            nn.ConvTranspose2d(s, 2 * s, 1), nn.ReLU(),
+            nn.ConvTranspose2d(2 * s, 3 * s, 1), nn.ReLU(),
+            nn.ConvTranspose2d(3 * s, 2 * s, kernel), nn.ReLU(),
+            nn.ConvTranspose2d(2 * s, s, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(s, c, 4, 2, 1),
+        )  # fmt: skip
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Return ``(B, C, H, W)`` logits."""
+        return self.net(z)
+
+
 def make_encoder(
     architecture: Architecture, observation_shape: tuple[int, ...], latent_dim: int
 ) -> nn.Module:
-    """Build the ``"conv"`` (Locatello) or ``"mlp"`` encoder for ``observation_shape``."""
+    """Build the ``"conv"`` (Locatello), ``"mlp"`` or ``"flow_conv"`` (FFRL) encoder."""
     if architecture == "conv":
         if len(observation_shape) != 3:
             raise ValueError(f"observation_shape: conv needs (C, H, W), got {observation_shape}")
         return ConvEncoder(observation_shape, latent_dim)  # type: ignore[arg-type]
     if architecture == "mlp":
         return MLPEncoder(observation_shape, latent_dim)
-    raise ValueError(f"architecture: expected 'conv' or 'mlp', got {architecture!r}")
+    if architecture == "flow_conv":
+        return FlowConvEncoder(observation_shape, latent_dim)  # type: ignore[arg-type]
+    raise ValueError(f"architecture: expected 'conv', 'mlp' or 'flow_conv', got {architecture!r}")
 
 
 def make_decoder(
     architecture: Architecture, observation_shape: tuple[int, ...], latent_dim: int
 ) -> nn.Module:
-    """Build the ``"conv"`` (Locatello) or ``"mlp"`` decoder for ``observation_shape``."""
+    """Build the ``"conv"`` (Locatello), ``"mlp"`` or ``"flow_conv"`` (FFRL) decoder."""
     if architecture == "conv":
         if len(observation_shape) != 3:
             raise ValueError(f"observation_shape: conv needs (C, H, W), got {observation_shape}")
         return ConvDecoder(observation_shape, latent_dim)  # type: ignore[arg-type]
     if architecture == "mlp":
         return MLPDecoder(observation_shape, latent_dim)
-    raise ValueError(f"architecture: expected 'conv' or 'mlp', got {architecture!r}")
+    if architecture == "flow_conv":
+        return FlowConvDecoder(observation_shape, latent_dim)  # type: ignore[arg-type]
+    raise ValueError(f"architecture: expected 'conv', 'mlp' or 'flow_conv', got {architecture!r}")

@@ -2,12 +2,13 @@
 
 One :class:`Config` describes a run: data, model, regulariser, optimisation loop, evaluation and
 where the run folder goes. ``apps/train.py`` parses it with tyro (every field below is a flag;
-``--help`` lists them with these docstrings). Three presets:
+``--help`` lists them with these docstrings). The presets:
 
 - ``quick`` (the default): generated dSprites, β-VAE + GMG (decoder, cosine), a few thousand
   steps at batch 64 — finishes within about 10 minutes on a 2-core CPU, fast metrics preset;
 - ``ffrl``: the flow-factorized model (FFRL, issue 9) on the digit sequences, MLP VAE with
-  latent 16, 2000 steps at lr 1e-3 — a CPU run;
+  latent 16, 2000 steps at lr 1e-3 — a CPU run; ``ffrl_paper``: the FFRL paper's MNIST
+  settings (ConvVAE s = 324, batch 128, 90 000 steps; local MNIST via ``--data.path``);
 - ``paper``: the HFS training settings the GMG paper reuses (Roth et al. 2023,
   ``grid_searches/correlation_benchmark/base.yaml``): batch 64, Adam 1e-4, 300 000 steps,
   latent 10, full metrics preset.
@@ -58,8 +59,9 @@ class ModelConfig:
     """The model: a VAE with its base objective (β-VAE or β-TCVAE, optionally with HFS), or the
     flow-factorized model (FFRL, ``disentangle.models.ffrl``) on a sequence dataset."""
 
-    architecture: Literal["conv", "mlp"] = "conv"
-    """Encoder/decoder: "conv" (Locatello et al. 2019) or "mlp"."""
+    architecture: Literal["conv", "mlp", "flow_conv"] = "conv"
+    """Encoder/decoder: "conv" (Locatello et al. 2019), "mlp", or "flow_conv" (the FFRL
+    ConvVAE, channel width = latent size; 28×28 or 64×64)."""
     latent_dim: int = 10
     """Number of latent dimensions D."""
     base: Literal["beta_vae", "beta_tcvae"] = "beta_vae"
@@ -184,9 +186,10 @@ class EvalConfig:
 class Config:
     """A training run: ``accelerate launch apps/train.py [--preset paper] [--field value ...]``."""
 
-    preset: Literal["quick", "paper", "ffrl"] = "quick"
-    """Preset whose values every other field defaults to: "quick" (CPU, ~10 min), "paper", or
-    "ffrl" (flow-factorized model on the digit sequences, CPU, ≤ 15 min)."""
+    preset: Literal["quick", "paper", "ffrl", "ffrl_paper"] = "quick"
+    """Preset whose values every other field defaults to: "quick" (CPU, ~10 min), "paper",
+    "ffrl" (flow-factorized model on the digit sequences, CPU, ≤ 15 min) or "ffrl_paper" (the
+    FFRL paper's MNIST settings; needs --data.path to local MNIST files and a GPU)."""
     output_dir: Path | None = None
     """Run folder (None: runs/<dataset>-<base>-<regulariser>-seed<seed>)."""
     resume: bool = False
@@ -227,11 +230,27 @@ FFRL_QUICK = Config(
     train=TrainConfig(steps=2000, lr=1e-3),
     eval=EvalConfig(num_test=512),
 )
-PRESETS: dict[str, Config] = {"quick": QUICK, "paper": PAPER, "ffrl": FFRL_QUICK}
+#: The FFRL paper's MNIST run (``papers/ffrl.md`` §1.9–1.10): ConvVAE with s = 324 (70.9M
+#: parameters), T′ = D/2 = 8, batch 128, Adam 1e-4, 90 000 iterations.
+FFRL_PAPER = Config(
+    preset="ffrl_paper",
+    data=DataConfig(name="mnist_seq"),
+    model=ModelConfig(architecture="flow_conv", latent_dim=324, kind="ffrl"),
+    regulariser=RegulariserConfig(kind="none"),
+    train=TrainConfig(steps=90_000, batch_size=128, lr=1e-4, checkpoint_every=5000),
+    eval=EvalConfig(every=10_000, num_test=2048),
+)
+PRESETS: dict[str, Config] = {
+    "quick": QUICK,
+    "paper": PAPER,
+    "ffrl": FFRL_QUICK,
+    "ffrl_paper": FFRL_PAPER,
+}
 PRESET_DESCRIPTIONS: dict[str, str] = {
     "quick": "CPU-friendly default: β-VAE + GMG (decoder, cosine) on generated dSprites, ~10 min.",
     "paper": "HFS/GMG paper settings: batch 64, Adam 1e-4, 300k steps, latent 10 (GPU).",
     "ffrl": "FFRL on the digit sequences: MLP VAE, latent 16, 2000 steps, lr 1e-3 (CPU).",
+    "ffrl_paper": "FFRL paper, MNIST: ConvVAE s = 324, batch 128, 90k steps (GPU; --data.path).",
 }
 
 
@@ -267,7 +286,11 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
             f"unknown dataset {d.name!r}; choose one of {', '.join(dataset_names)}",
         )
     _check(d.num_workers >= 0, "data.num_workers", f"must be ≥ 0, got {d.num_workers}")
-    _check(m.architecture in ("conv", "mlp"), "model.architecture", f"got {m.architecture!r}")
+    _check(
+        m.architecture in ("conv", "mlp", "flow_conv"),
+        "model.architecture",
+        f"got {m.architecture!r}",
+    )
     _check(m.latent_dim >= 1, "model.latent_dim", f"must be ≥ 1, got {m.latent_dim}")
     _check(m.base in ("beta_vae", "beta_tcvae"), "model.base", f"unknown base {m.base!r}")
     for name in ("beta", "tc_alpha", "tc_gamma", "hfs_gamma"):
@@ -287,9 +310,10 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
         _check(m.slow_gamma >= 0, "model.slow_gamma", f"must be ≥ 0, got {m.slow_gamma}")
         _check(m.slow_rate > 0, "model.slow_rate", f"must be > 0, got {m.slow_rate}")
         _check(
-            m.architecture == "mlp" or d.name not in ("digits_seq", "mnist_seq"),
+            m.architecture in ("mlp", "flow_conv") or d.name not in ("digits_seq", "mnist_seq"),
             "model.architecture",
-            "the 28×28 digit sequences need 'mlp' (the conv encoder needs multiples of 16)",
+            "the 28×28 digit sequences need 'mlp' or 'flow_conv' (Locatello's conv needs "
+            "multiples of 16)",
         )
         _check(
             m.flow_steps <= _MAX_STEPS.get(d.name, m.flow_steps),
