@@ -63,7 +63,7 @@ def test_help_documents_every_field(tmp_path):
     assert len(flags) > 40
     missing = [f for f in flags if f not in text]
     assert not missing, missing
-    assert "--preset {quick,paper,ffrl}" in text
+    assert "--preset {quick,paper,ffrl,ffrl_paper}" in text
 
 
 @pytest.mark.parametrize(
