@@ -206,9 +206,11 @@ def gromov_monge_gap(
     the reference points and of their images; the entropic GW coupling P* is solved at
     ε = ε0·mean(Cx)·mean(Cy) (stop-gradient, Algorithm 1 with stat = mean) and frozen, so
     gradients are the envelope (Danskin) gradient of E(P*) (OTT-JAX convention). The GW
-    solver starts from the map's own coupling (1/n)·I (whose objective is DST), so GMG ≤ DST
-    always and GMG ≥ 0 up to the entropic bias (about −ε log n at worst); GMG ≈ 0 for a
-    Gromov-Monge-optimal map such as an isometry, even when DST > 0 is unavoidable.
+    solver starts from the map's own coupling (1/n)·I (whose objective is DST) and, should the
+    (non-monotone) mirror descent end at a larger regularised cost E + ε KL than that start,
+    keeps the start (GMG = 0, zero gradient); so GMG ≤ DST always and GMG ≥ −ε log n (the
+    entropic bias); GMG ≈ 0 for a Gromov-Monge-optimal map such as an isometry, even when
+    DST > 0 is unavoidable.
 
     ε0 matters: with our (no-½) convention the entropic coupling is only sharp for
     ε0 ≲ 0.01 (at ε0 = 0.1 the coupling of an exact isometry keeps ~10 % of its mass on the
