@@ -213,10 +213,12 @@ def test_shapes3d_sequences_vary_one_factor_from_level_zero(shapes_base):
 def test_shapes3d_sequence_splits_hold_out_one_shape(shapes_base):
     from disentangle.data.sequences import Shapes3DSequences
 
-    train = Shapes3DSequences(shapes_base, "train")
+    train = Shapes3DSequences(shapes_base, "train", eval_shape=1)
     held = Shapes3DSequences(shapes_base, "eval", eval_shape=1)
     assert len(train) == 360_000 and len(held) == 120_000
-    assert (train.classes[:, 4] != 2).all() and (held.classes[:, 4] == 1).all()
+    assert (train.classes[:, 4] != 1).all() and (held.classes[:, 4] == 1).all()
+    # every frame keeps its item's shape (no sequence varies it): no frame is shared
+    assert set(train.classes[:, 4]).isdisjoint(held.classes[:, 4])
     with pytest.raises(ValueError, match="steps"):
         Shapes3DSequences(shapes_base, steps=8)
     with pytest.raises(ValueError, match="eval_shape"):
@@ -232,8 +234,12 @@ def test_shapes3d_sequence_fn_uses_the_loader_indices(shapes_base):
     x0, idx = torch.utils.data.default_collate([data[i] for i in (0, 5)])
     frames = data.sequence_fn()(x0, 2, idx)
     torch.testing.assert_close(frames, data.frames([0, 5], 2))
-    # the items' own images are the loader's x0; frame 0 of k has factor k at level 0
     assert frames.shape == (2, 3, 3, 64, 64)
+    # frame 0 is the item with factor k (object hue, grid column 2) at level 0
+    start = data.classes[[0, 5]].copy()
+    start[:, 2] = 0
+    expected = shapes_base.sample_observations_from_factors(start, np.random.default_rng(0))
+    np.testing.assert_array_equal(frames[:, 0].numpy(), expected)
 
 
 # --- Falcor3D / Isaac3D image folders (ffrl.md §2.3) ----------------------------------------
@@ -300,6 +306,8 @@ def test_folder_sequences_bad_input(tmp_path):
         FolderSequences(root, FALCOR3D)  # a 12-image folder is not Falcor3D
     with pytest.raises(ValueError, match="steps"):
         FolderSequences(root, spec, steps=3)  # factor a has 3 levels: T ≤ 2
+    with pytest.raises(ValueError, match="split_factors"):
+        FolderSequences(root, spec, steps=2)  # a split factor of 3 levels is reached at T = 2
     (root / "images" / "000005.png").write_bytes(b"not a png")
     data = FolderSequences(root, spec, "all")
     with pytest.raises(ValueError, match="cannot read"):

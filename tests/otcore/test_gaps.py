@@ -169,6 +169,26 @@ def test_batched_gmg_equals_single_and_detach_reference():
     assert x2.grad is None
 
 
+def test_gmg_falls_back_to_the_maps_coupling_when_the_solver_ends_worse():
+    # A saturated decoder-like map 10-D → 4096-D: from (1/n)·I the mirror descent ends at a
+    # larger E + ε KL than its start, so the start is kept: GMG = 0, zero gradient.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 10, generator=g)
+    y = torch.sigmoid(x @ torch.randn(10, 4096, generator=g)).requires_grad_()
+    parts = otcore.gromov_monge_gap(x, y, "cosine", return_parts=True)
+    assert bool(parts.fell_back) and float(parts.value) == 0.0
+    assert float(parts.gw.reg_value) > float(parts.distortion) + float(parts.gw.epsilon) * math.log(
+        64
+    )
+    torch.testing.assert_close(parts.plan, torch.eye(64) / 64)
+    (grad,) = torch.autograd.grad(parts.value, y)
+    assert float(grad.abs().max()) == 0.0
+    # a contracting map where the solver improves on its start does not fall back
+    z = torch.tanh(x @ torch.randn(10, 10, generator=g) / 10**0.5)
+    other = otcore.gromov_monge_gap(x, z, "cosine", return_parts=True)
+    assert not bool(other.fell_back) and float(other.value) != 0.0
+
+
 def test_gaps_accept_float32_and_high_dimension():
     g = torch.Generator().manual_seed(6)
     x = torch.rand(32, 4096, generator=g)  # flattened 64 × 64 images

@@ -177,8 +177,12 @@ class GMGParts:
         value: () or (B,) GMG = distortion − gw_value (≤ distortion; ≥ 0 up to the ε bias).
         distortion: () or (B,) DST (no ½).
         gw_value: () or (B,) E(P*), the quadratic GW objective at the frozen coupling.
-        plan: (n, n) or (B, n, n) the entropic GW coupling P* (detached).
-        gw: the full :class:`~otcore.GWOutput` (``gw.value`` = E(P*), convergence info).
+        plan: (n, n) or (B, n, n) the coupling P* used (detached).
+        gw: the full :class:`~otcore.GWOutput` of the solve (convergence info; its ``value``
+            and ``plan()`` are the solver's, which differ from ``gw_value`` and ``plan`` where
+            ``fell_back``).
+        fell_back: () or (B,) bool, True where the solver ended at a larger regularised cost
+            than the map's own coupling (1/n)·I and that coupling was used (GMG = 0).
     """
 
     value: torch.Tensor
@@ -186,6 +190,7 @@ class GMGParts:
     gw_value: torch.Tensor
     plan: torch.Tensor
     gw: GWOutput
+    fell_back: torch.Tensor
 
 
 def gromov_monge_gap(
@@ -208,9 +213,9 @@ def gromov_monge_gap(
     gradients are the envelope (Danskin) gradient of E(P*) (OTT-JAX convention). The GW
     solver starts from the map's own coupling (1/n)·I (whose objective is DST) and, should the
     (non-monotone) mirror descent end at a larger regularised cost E + ε KL than that start,
-    keeps the start (GMG = 0, zero gradient); so GMG ≤ DST always and GMG ≥ −ε log n (the
-    entropic bias); GMG ≈ 0 for a Gromov-Monge-optimal map such as an isometry, even when
-    DST > 0 is unavoidable.
+    keeps the start (GMG = 0, zero gradient; ``fell_back`` in the parts); so with the default
+    start and uniform weights GMG ≤ DST and GMG ≥ −ε log n (the entropic bias); GMG ≈ 0 for a
+    Gromov-Monge-optimal map such as an isometry, even when DST > 0 is unavoidable.
 
     ε0 matters: with our (no-½) convention the entropic coupling is only sharp for
     ε0 ≲ 0.01 (at ε0 = 0.1 the coupling of an exact isometry keeps ~10 % of its mass on the
@@ -256,6 +261,7 @@ def gromov_monge_gap(
     )
     gw_value = gw.value
     plan = gw.plan().detach() if return_parts else None
+    worse = torch.zeros_like(dst, dtype=torch.bool)
     if from_identity:
         # Mirror descent is not monotone: if it ends at a coupling whose regularised cost
         # E + ε KL exceeds the starting coupling's (DST + ε log n), the start is the better
@@ -268,4 +274,6 @@ def gromov_monge_gap(
     value = dst - gw_value
     if not return_parts:
         return value
-    return GMGParts(value=value, distortion=dst, gw_value=gw_value, plan=plan, gw=gw)
+    return GMGParts(
+        value=value, distortion=dst, gw_value=gw_value, plan=plan, gw=gw, fell_back=worse
+    )

@@ -556,6 +556,13 @@ class FolderSequences(torch.utils.data.Dataset):
         too_short = [spec.factor_names[f] for f in spec.transformations if sizes[f] <= self.steps]
         if self.steps < 1 or too_short:
             raise ValueError(f"steps: must be ≥ 1 and below the levels of {too_short or 'all'}")
+        a, b = spec.split_factors
+        if split != "all" and min(sizes[a], sizes[b]) <= self.steps + 1:
+            raise ValueError(
+                f"spec.split_factors: factors {spec.factor_names[a]!r} and "
+                f"{spec.factor_names[b]!r} need more than steps + 1 = {self.steps + 1} levels, "
+                "so that no sequence reaches their top level (else train and eval share frames)"
+            )
         total = int(np.prod(sizes))
         last = folder / spec.pattern.format(total - 1)
         if not last.exists():
@@ -568,14 +575,14 @@ class FolderSequences(torch.utils.data.Dataset):
         self.observation_shape = (3, h, w)
         self.transformations = tuple(spec.factor_names[f] for f in spec.transformations)
         classes = np.stack(np.unravel_index(np.arange(total), sizes), 1)
-        a, b = spec.split_factors
         top_a, top_b = classes[:, a] == sizes[a] - 1, classes[:, b] == sizes[b] - 1
         keep = {"train": ~top_a & ~top_b, "eval": top_a & top_b, "all": np.ones(total, bool)}
         classes = classes[keep[split]]
         if num_items is not None:
             pick = np.random.default_rng(seed).permutation(len(classes))[:num_items]
             classes = classes[np.sort(pick)]
-        self.classes, self.split, self.name = classes, split, folder.parent.name
+        name = Path(root).name if folder == Path(root) else folder.parent.name
+        self.classes, self.split, self.name = classes, split, name
         self._sizes = sizes
 
     def __len__(self) -> int:
@@ -640,7 +647,7 @@ def make_sequence_dataset(
     steps: int | None = None,
     eval_fraction: float = 0.2,
     split_seed: int = 0,
-) -> DigitSequences | Shapes3DSequences:
+) -> DigitSequences | Shapes3DSequences | FolderSequences:
     """Build a sequence dataset by name (:data:`SEQUENCE_DATASETS`).
 
     Args:

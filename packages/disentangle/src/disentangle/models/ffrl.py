@@ -258,11 +258,14 @@ def log_det_step(grad_z: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.linalg.slogdet(eye + _hessian(grad_z, z)).logabsdet
 
 
-def split_loader_batch(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(x0, indices)`` of a loader batch ``(x0, indices)`` or a bare image batch."""
-    if isinstance(batch, (tuple, list)):
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    return batch, None
+def split_loader_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x0, indices)`` of a loader batch of a sequence dataset (items ``(x0, index)``)."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise ValueError(
+            "batch: expected a loader batch (x0, indices) of a sequence dataset, or "
+            "{'frames': (B, T+1, C, H, W), 'k': (B,)}"
+        )
+    return batch[0], batch[1]
 
 
 def check_frames(frames: torch.Tensor, observation_shape: tuple[int, ...], steps: int) -> None:

@@ -38,6 +38,9 @@ from disentangle.nn import Architecture, make_decoder, make_encoder
 
 __all__ = ["SequenceVAE", "SlowVAE", "traversal_equivariance_error"]
 
+#: Images decoded per call by :func:`traversal_equivariance_error` (a memory bound only).
+TRAVERSAL_DECODES = 4096
+
 
 @torch.no_grad()
 def traversal_equivariance_error(
@@ -61,12 +64,16 @@ def traversal_equivariance_error(
     B, D = z0.shape
     q = torch.linspace(0.05, 0.95, steps + 2, dtype=z0.dtype, device=z0.device)
     values = torch.special.ndtri(q)[1 : steps + 1]  # (T_e,)
-    z = z0[:, None, None, :].repeat(1, D, steps, 1)  # (B, D, T_e, D)
-    dims = torch.arange(D, device=z0.device)
-    z[:, dims, :, dims] = values  # coordinate i of the (i, t) copy set to the t-th quantile
-    decoded = decode(z.flatten(0, 2)).unflatten(0, (B, D, steps))
     target = frames[:, None, 1 : steps + 1]
-    per_dim = (decoded - target).abs().sum((2, 3, 4, 5)).mean(0)  # (D,)
+    per_dim = []
+    chunk = max(1, TRAVERSAL_DECODES // (B * steps))  # bound the decoder batch (D can be 324)
+    for start in range(0, D, chunk):
+        dims = torch.arange(start, min(start + chunk, D), device=z0.device)
+        z = z0[:, None, None, :].repeat(1, len(dims), steps, 1)  # (B, d, T_e, D)
+        z[:, torch.arange(len(dims)), :, dims] = values  # axis i of copy (i, t): t-th quantile
+        decoded = decode(z.flatten(0, 2)).unflatten(0, (B, len(dims), steps))
+        per_dim.append((decoded - target).abs().sum((2, 3, 4, 5)).mean(0))
+    per_dim = torch.cat(per_dim)  # (D,)
     total = per_dim.sum()
     return {
         "sum": total,

@@ -204,8 +204,12 @@ class Config:
         """The run folder: ``output_dir`` or a name derived from the config."""
         if self.output_dir is not None:
             return Path(self.output_dir)
-        if self.model.kind in SEQUENCE_KINDS:
-            tag = f"ffrl-{self.model.hj_variant}" if self.model.kind == "ffrl" else self.model.kind
+        m = self.model
+        if m.kind in SEQUENCE_KINDS:
+            if m.kind == "ffrl":
+                tag = f"ffrl-{m.hj_variant}" + ("" if m.hj_weight == 1.0 else f"-hj{m.hj_weight:g}")
+            else:
+                tag = m.kind + ("" if m.beta == 1.0 else f"-beta{m.beta:g}")
             return Path("runs") / f"{self.data.name}-{tag}-seed{self.train.seed}"
         reg = self.regulariser
         tag = "base" if reg.kind == "none" else f"{reg.kind}-{reg.side}-{reg.cost}"
@@ -305,7 +309,11 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
             f"{d.name!r}",
         )
         _check(r.kind == "none", "regulariser.kind", f"the {m.kind} model takes no regulariser")
-        _check(m.flow_steps >= 1, "model.flow_steps", f"must be ≥ 1, got {m.flow_steps}")
+        _check(
+            m.flow_steps >= 2,
+            "model.flow_steps",
+            f"must be ≥ 2 (E_k scores t = 1..T′ − 1), got {m.flow_steps}",
+        )
         _check(m.hj_weight >= 0, "model.hj_weight", f"must be ≥ 0, got {m.hj_weight}")
         _check(m.slow_gamma >= 0, "model.slow_gamma", f"must be ≥ 0, got {m.slow_gamma}")
         _check(m.slow_rate > 0, "model.slow_rate", f"must be > 0, got {m.slow_rate}")
