@@ -169,7 +169,8 @@ class MLPDecoder(nn.Module):
         return self.net(z)
 
 
-def _flow_conv_kernel(observation_shape: tuple[int, ...], which: str) -> int:
+def _flow_conv_kernel(observation_shape: tuple[int, ...], which: str = "flow_conv") -> int:
+    """Kernel H/4 of the ConvVAE's valid convolution (to a 1×1 map); checks the shape."""
     if len(observation_shape) != 3 or observation_shape[1] != observation_shape[2]:
         raise ValueError(
             f"observation_shape: {which} needs square (C, H, W), got {observation_shape}"
@@ -190,11 +191,7 @@ class FlowConvEncoder(nn.Module):
 
     def __init__(self, observation_shape: tuple[int, int, int], latent_dim: int = 324) -> None:
         super().__init__()
-        kernel, c, s = (
-            _flow_conv_kernel(observation_shape, "flow_conv"),
-            observation_shape[0],
-            latent_dim,
-        )
+        kernel, c, s = _flow_conv_kernel(observation_shape), observation_shape[0], latent_dim
         self.body = nn.Sequential(
             nn.Conv2d(c, s, 4, 2, 1), nn.ReLU(),
             nn.Conv2d(s, 2 * s, 4, 2, 1), nn.ReLU(),
@@ -220,11 +217,7 @@ class FlowConvDecoder(nn.Module):
 
     def __init__(self, observation_shape: tuple[int, int, int], latent_dim: int = 324) -> None:
         super().__init__()
-        kernel, c, s = (
-            _flow_conv_kernel(observation_shape, "flow_conv"),
-            observation_shape[0],
-            latent_dim,
-        )
+        kernel, c, s = _flow_conv_kernel(observation_shape), observation_shape[0], latent_dim
         self.net = nn.Sequential(
             nn.Linear(s, s), Rearrange("b s -> b s 1 1"), nn.ReLU(),
             nn.ConvTranspose2d(s, 2 * s, 1), nn.ReLU(),
