@@ -60,6 +60,7 @@ __all__ = [
     "SHAPES3D_TRANSFORMATIONS",
     "TRANSFORMATIONS",
     "DigitSequences",
+    "FactorSequences",
     "FolderSequences",
     "FolderSpec",
     "SequenceBatch",
@@ -340,6 +341,57 @@ def _frames_from_first(x0: torch.Tensor, k: int, indices: torch.Tensor, steps: i
     return sequence_frames(x0, k, steps)
 
 
+class FactorSequences(torch.utils.data.Dataset):
+    """Sequences over a factor grid: an item is a row of ``classes`` (one level per factor);
+    its sequence for transformation k sets grid column ``columns[k]`` to levels 0..T with the
+    other factors fixed. Subclasses set ``classes``, ``columns``, ``transformations``,
+    ``steps`` and ``observation_shape`` and implement ``_images(classes) -> (N, C, H, W)``.
+    Item ``i`` is ``(x0, i)``, x0 the item's own image."""
+
+    classes: np.ndarray
+    columns: tuple[int, ...]
+    transformations: tuple[str, ...]
+    steps: int
+
+    def _images(self, classes: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def first_frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The items' images ``(B, C, H, W)``."""
+        return self._images(self.classes[np.asarray(indices, dtype=np.int64)])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.first_frames([int(index)])[0], int(index)
+
+    def frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor, k: int | str):
+        """Sequences ``(B, steps + 1, C, H, W)``: factor k of each item at levels 0..T."""
+        if isinstance(k, str):
+            if k not in self.transformations:
+                raise ValueError(
+                    f"k: unknown transformation {k!r}; known: {', '.join(self.transformations)}"
+                )
+            k = self.transformations.index(k)
+        if not 0 <= int(k) < len(self.transformations):
+            raise ValueError(f"k: must be in 0..{len(self.transformations) - 1}, got {k}")
+        cls = self.classes[np.asarray(indices, dtype=np.int64)]
+        seq = np.repeat(cls[:, None], self.steps + 1, 1)  # (B, T + 1, factors)
+        seq[:, :, self.columns[int(k)]] = np.arange(self.steps + 1)
+        images = self._images(seq.reshape(-1, cls.shape[1]))
+        return images.reshape(len(cls), self.steps + 1, *images.shape[1:])
+
+    def sequence_fn(self, steps: int | None = None) -> Callable:
+        """``(x0, k, indices) -> frames`` for the models' ``sequence_fn``, made from the items'
+        factors (``x0`` only gives the device and dtype)."""
+        return partial(_frames_from_items, self)
+
+
+def _frames_from_items(data: FactorSequences, x0: torch.Tensor, k: int, indices):
+    return data.frames(torch.as_tensor(indices).cpu(), k).to(x0.device, x0.dtype)
+
+
 #: The transformations of the 3D Shapes sequences (ffrl.md §2.2): factor k of the grid is set
 #: to its levels 0..T with the others fixed; shape (index 4 of the grid) is never varied.
 SHAPES3D_TRANSFORMATIONS: tuple[str, ...] = (
@@ -352,7 +404,7 @@ SHAPES3D_TRANSFORMATIONS: tuple[str, ...] = (
 _SHAPES3D_FACTOR = (0, 1, 2, 3, 5)  # grid column of each transformation
 
 
-class Shapes3DSequences(torch.utils.data.Dataset):
+class Shapes3DSequences(FactorSequences):
     """3D Shapes sequences (K = 5, ``papers/ffrl.md`` §2.2); item ``i`` is ``(x0, i)``.
 
     An item is a full factor combination of the 3D Shapes grid. Its sequence for
@@ -409,49 +461,13 @@ class Shapes3DSequences(torch.utils.data.Dataset):
             pick = np.random.default_rng(seed).permutation(len(classes))[:num_items]
             classes = classes[np.sort(pick)]
         self.classes, self.split, self.steps = classes, split, int(steps)
-        self.name = "shapes3d_seq"
+        self.columns, self.name = _SHAPES3D_FACTOR, "shapes3d_seq"
         self.observation_shape = tuple(self.base.observation_shape)
 
-    def __len__(self) -> int:
-        return len(self.classes)
-
-    def _render(self, classes: np.ndarray) -> torch.Tensor:
+    def _images(self, classes: np.ndarray) -> torch.Tensor:
         rng = np.random.default_rng(0)  # the grid is noise-free; the generator is unused
-        return torch.from_numpy(
-            np.asarray(self.base.sample_observations_from_factors(classes, rng))
-        )
-
-    def first_frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
-        """The items' images ``(B, 3, 64, 64)``."""
-        return self._render(self.classes[np.asarray(indices, dtype=np.int64)])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.first_frames([int(index)])[0], int(index)
-
-    def frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor, k: int | str):
-        """Sequences ``(B, steps + 1, 3, 64, 64)``: factor k of each item at levels 0..T."""
-        if isinstance(k, str):
-            if k not in SHAPES3D_TRANSFORMATIONS:
-                raise ValueError(
-                    f"k: unknown transformation {k!r}; known: {', '.join(SHAPES3D_TRANSFORMATIONS)}"
-                )
-            k = SHAPES3D_TRANSFORMATIONS.index(k)
-        if not 0 <= int(k) < len(SHAPES3D_TRANSFORMATIONS):
-            raise ValueError(f"k: must be in 0..{len(SHAPES3D_TRANSFORMATIONS) - 1}, got {k}")
-        cls = self.classes[np.asarray(indices, dtype=np.int64)]
-        seq = np.repeat(cls[:, None], self.steps + 1, 1)  # (B, T + 1, 6)
-        seq[:, :, _SHAPES3D_FACTOR[int(k)]] = np.arange(self.steps + 1)
-        images = self._render(seq.reshape(-1, cls.shape[1]))
-        return images.reshape(len(cls), self.steps + 1, *images.shape[1:])
-
-    def sequence_fn(self, steps: int | None = None) -> Callable:
-        """``(x0, k, indices) -> frames`` for the models' ``sequence_fn``: rendered from the
-        items' factors (``x0`` only gives the device)."""
-        return partial(_frames_from_items, self)
-
-
-def _frames_from_items(data, x0: torch.Tensor, k: int, indices):
-    return data.frames(torch.as_tensor(indices).cpu(), k).to(x0.device, x0.dtype)
+        images = self.base.sample_observations_from_factors(classes, rng)
+        return torch.from_numpy(np.asarray(images, dtype=np.float32))
 
 
 @dataclass(frozen=True)
@@ -509,7 +525,7 @@ ISAAC3D = FolderSpec(
 )
 
 
-class FolderSequences(torch.utils.data.Dataset):
+class FolderSequences(FactorSequences):
     """Sequences of an image-folder factor dataset (Falcor3D, Isaac3D; ``papers/ffrl.md``
     §2.3), read lazily from PNG files; item ``i`` is ``(x0, i)``.
 
@@ -583,12 +599,9 @@ class FolderSequences(torch.utils.data.Dataset):
             classes = classes[np.sort(pick)]
         name = Path(root).name if folder == Path(root) else folder.parent.name
         self.classes, self.split, self.name = classes, split, name
-        self._sizes = sizes
+        self.columns, self._sizes = spec.transformations, sizes
 
-    def __len__(self) -> int:
-        return len(self.classes)
-
-    def _read(self, classes: np.ndarray) -> torch.Tensor:
+    def _images(self, classes: np.ndarray) -> torch.Tensor:
         from PIL import Image
 
         index = np.ravel_multi_index(tuple(classes.T), tuple(self._sizes))
@@ -601,33 +614,6 @@ class FolderSequences(torch.utils.data.Dataset):
             except OSError as err:
                 raise ValueError(f"root: cannot read {path} ({err})") from err
         return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-
-    def first_frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
-        """The items' images ``(B, 3, H, W)``."""
-        return self._read(self.classes[np.asarray(indices, dtype=np.int64)])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.first_frames([int(index)])[0], int(index)
-
-    def frames(self, indices: Sequence[int] | np.ndarray | torch.Tensor, k: int | str):
-        """Sequences ``(B, steps + 1, 3, H, W)``: factor k of each item at levels 0..T."""
-        if isinstance(k, str):
-            if k not in self.transformations:
-                raise ValueError(
-                    f"k: unknown transformation {k!r}; known: {', '.join(self.transformations)}"
-                )
-            k = self.transformations.index(k)
-        if not 0 <= int(k) < len(self.transformations):
-            raise ValueError(f"k: must be in 0..{len(self.transformations) - 1}, got {k}")
-        cls = self.classes[np.asarray(indices, dtype=np.int64)]
-        seq = np.repeat(cls[:, None], self.steps + 1, 1)
-        seq[:, :, self.spec.transformations[int(k)]] = np.arange(self.steps + 1)  # the fix
-        images = self._read(seq.reshape(-1, cls.shape[1]))
-        return images.reshape(len(cls), self.steps + 1, *images.shape[1:])
-
-    def sequence_fn(self, steps: int | None = None) -> Callable:
-        """``(x0, k, indices) -> frames`` read from the files (``x0`` gives the device)."""
-        return partial(_frames_from_items, self)
 
 
 SEQUENCE_DATASETS: dict[str, str] = {
