@@ -94,6 +94,9 @@ def test_bad_arguments_are_rejected():
         model({"frames": torch.zeros(2, 2, 1, 4, 4)})  # fewer frames than T′ + 1
     with pytest.raises(ValueError, match="sequence_fn"):
         model(torch.zeros(2, 1, 4, 4))
+    with_fn = SequenceVAE((1, 4, 4), latent_dim=2, steps=3, sequence_fn=lambda x0, k, i: x0)
+    with pytest.raises(ValueError, match=r"loader batch \(x0, indices\)"):
+        with_fn(torch.zeros(2, 1, 4, 4))  # a bare image batch carries no item indices
 
 
 def _config(kind, tmp_path):

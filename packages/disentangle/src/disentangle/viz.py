@@ -179,7 +179,6 @@ def plot_flows(model: torch.nn.Module, data, out_dir: Path, num: int = 3, seed: 
         decoded = model.decode(path.flatten(0, 1)).unflatten(0, path.shape[:2])
         return decoded.float().cpu().numpy()  # (num, n_steps + 1, C, H, W)
 
-    z0 = None
     for k, name in enumerate(names):
         frames = data.frames(idx, k).to(device)  # (num, T + 1, C, H, W)
         z0 = model.encoder(frames[:, 0])[0]

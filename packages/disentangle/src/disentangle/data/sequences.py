@@ -384,7 +384,8 @@ class FactorSequences(torch.utils.data.Dataset):
 
     def sequence_fn(self, steps: int | None = None) -> Callable:
         """``(x0, k, indices) -> frames`` for the models' ``sequence_fn``, made from the items'
-        factors (``x0`` only gives the device and dtype)."""
+        factors (``x0`` only gives the device and dtype). Frames are the dataset's T + 1
+        (``steps`` is accepted for the common signature; build the dataset with the T wanted)."""
         return partial(_frames_from_items, self)
 
 
