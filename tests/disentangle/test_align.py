@@ -206,6 +206,8 @@ def test_labels_can_be_arbitrary_integers(moons):
         ({"y": "tiny_class", "k_directions": 2}, "fewer than"),
         ({"method": "sig"}, "`method`"),
         ({"X": "outside", "image_data": True}, r"\[0, 1\]"),
+        ({"bound_eps": 0.0}, "bound_eps"),
+        ({"n_grid": 1}, "n_grid"),
     ],
 )
 def test_bad_input_raises_clear_errors(kwargs, match, moons):
@@ -214,6 +216,7 @@ def test_bad_input_raises_clear_errors(kwargs, match, moons):
     method = kwargs.pop("method", "inb")
     image = kwargs.pop("image_data", False)
     k = kwargs.pop("k_directions", 2)
+    opts = {name: kwargs.pop(name) for name in ("bound_eps", "n_grid") if name in kwargs}
     if kwargs.get("X") == "nan":
         x[3, 1] = float("nan")
     elif kwargs.get("X") == "inf":
@@ -230,7 +233,7 @@ def test_bad_input_raises_clear_errors(kwargs, match, moons):
         y = np.zeros_like(y)
         y[0] = 1
     with pytest.raises(ValueError, match=match):
-        fit_alignment(method, x, y, n_layers=2, k_directions=k, image_data=image)
+        fit_alignment(method, x, y, n_layers=2, k_directions=k, image_data=image, **opts)
 
 
 def test_fit_callback_and_fit_info(moons):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from otcore._sorting import argsort_last, sorted_last
 from otcore._validation import as_points, check_positive, compute_dtype
 from otcore.univariate import wasserstein_1d
 
@@ -238,7 +239,7 @@ def barycentric_sliced_objective(
         per_direction: return the ``(K,)`` per-direction values instead of the mean.
     """
     c = xs.shape[0]
-    s = torch.sort(torch.matmul(w.T, xs.transpose(1, 2)), dim=-1).values  # (c, K, n)
+    s = sorted_last(torch.matmul(w.T, xs.transpose(1, 2)))  # (c, K, n)
     if weights is None:
         wt = torch.full((c,), 1.0 / c, dtype=s.dtype, device=s.device)
     else:
@@ -361,7 +362,8 @@ def _barycentric_ascent(
     is ``w' = (I − C₂) w − C₁ G`` for K×K matrices C₁, C₂, so the projections of every trial
     step are ``P' = (I − C₂) P − C₁ (G Xᵀ)``: O(nK²) instead of O(ndK). An iteration thus
     costs two (n, d)×(d, K) products, whatever the number of backtracking trials. P is
-    recomputed exactly every ``refresh`` accepted steps to stop rounding drift.
+    recomputed exactly every ``refresh`` accepted steps to stop rounding drift. Trials sort
+    values only; the sorting permutation is computed once, for the accepted step.
     """
     c, n, _ = xs.shape
     k = w0.shape[1]
@@ -372,12 +374,11 @@ def _barycentric_ascent(
     def project(w_rows: torch.Tensor) -> torch.Tensor:
         return torch.matmul(w_rows, xt)  # (c, K, n), sorted along the contiguous last dim
 
-    def value_and_sorted(p: torch.Tensor):
-        s, idx = torch.sort(p, dim=-1)
-        bary = torch.einsum("c,ckn->kn", wt, s)
+    def value_and_dev(s: torch.Tensor):
+        bary = torch.einsum("c,ckn->kn", wt, s)  # s: projections sorted along n
         dev = s - bary
         val = ((dev * dev).mean((1, 2)) * c * wt).sum()
-        return val, dev, idx
+        return val, dev
 
     def grad_of(dev: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         h = torch.zeros_like(dev).scatter_(-1, idx, scale * dev)  # ∂f/∂P, (c, K, n)
@@ -385,8 +386,8 @@ def _barycentric_ascent(
 
     w = w0.T.contiguous()
     p = project(w)
-    f, dev, idx = value_and_sorted(p)
-    grad = grad_of(dev, idx)
+    f, dev = value_and_dev(sorted_last(p))
+    grad = grad_of(dev, argsort_last(p))
     loss = -float(f)
     values, n_evals, converged, n_iters, accepted_steps = [float(f)], 1, False, 0, 0
     eye_k = torch.eye(k, dtype=torch.float64, device=xs.device)
@@ -412,22 +413,22 @@ def _barycentric_ascent(
             a = (eye_k - c2).to(xs.dtype)
             b = c1.to(xs.dtype)
             p1 = torch.matmul(a, p) - torch.matmul(b, xg)
-            f1, dev1, idx1 = value_and_sorted(p1)
+            f1, dev1 = value_and_dev(sorted_last(p1))
             n_evals += 1
             if -float(f1) <= loss + armijo_c * slope * lr:
-                accepted = (a @ w - b @ grad, p1, f1, dev1, idx1)
+                accepted = (a @ w - b @ grad, p1, f1, dev1)
                 break
         if accepted is None:
             converged = True
             break
-        w1, p, f, dev, idx = accepted
+        w1, p, f, dev = accepted
         accepted_steps += 1
         if accepted_steps % refresh == 0:
             p = project(w1)
-            f, dev, idx = value_and_sorted(p)
+            f, dev = value_and_dev(sorted_last(p))
         step = float((w1 - w).abs().max())
         w, loss = w1, -float(f)
-        grad = grad_of(dev, idx)
+        grad = grad_of(dev, argsort_last(p))
         values.append(float(f))
         if step < tol:
             converged = True

@@ -15,13 +15,15 @@ Conventions (shared with the rest of otcore):
   1-D sample per leading index (e.g. ``(directions, classes, n)``);
 - weights are non-negative and are normalised to unit mass; ``None`` means uniform;
 - float32 and float64 both work; half precision is computed in float32; any device;
-- all functions are differentiable in the sample locations (through ``sort``/``gather``).
+- all functions are differentiable in the sample locations (through ``sort``/``gather``);
+  CPU sorts go through NumPy's SIMD sort when NumPy is installed (:mod:`otcore._sorting`).
 """
 
 from __future__ import annotations
 
 import torch
 
+from otcore._sorting import argsort_last, sort_last, sorted_last
 from otcore._validation import as_weights, check_finite, compute_dtype
 
 __all__ = [
@@ -29,8 +31,19 @@ __all__ = [
     "piecewise_linear",
     "quantile_barycenter",
     "quantile_function",
+    "take",
     "wasserstein_1d",
 ]
+
+
+def take(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table.reshape(-1)[index]`` (``torch.take``), shaped like ``index``.
+
+    Done with ``index_select``, which on CPU is 3–5× faster than advanced indexing or
+    ``torch.take`` for the (n, K) lookups of the 1-D maps (0.28 vs 1.39 ms for 300 000
+    lookups, one thread).
+    """
+    return table.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
 
 
 def _as_samples(name: str, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -45,7 +58,7 @@ def _as_samples(name: str, x: torch.Tensor, dtype: torch.dtype | None = None) ->
 
 def _sorted_with_cdf(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort ``x`` along the last dim; return sorted values and the cumulative normalised mass."""
-    xs, order = torch.sort(x, dim=-1)
+    xs, order = sort_last(x)
     ws = torch.gather(w, -1, order)
     cdf = torch.cumsum(ws / ws.sum(-1, keepdim=True), dim=-1)
     return xs, cdf
@@ -100,11 +113,11 @@ def _monotone_coupling(
     y = y.expand(*lead, y.shape[-1])
     a = as_weights("a", a, tuple(x.shape), dtype=dtype, device=x.device)
     b = as_weights("b", b, tuple(y.shape), dtype=dtype, device=x.device)
-    ox = torch.argsort(x, dim=-1)
-    oy = torch.argsort(y, dim=-1)
+    ox = argsort_last(x)
+    oy = argsort_last(y)
     ca = torch.cumsum(torch.gather(a, -1, ox) / a.sum(-1, keepdim=True), -1)
     cb = torch.cumsum(torch.gather(b, -1, oy) / b.sum(-1, keepdim=True), -1)
-    t, _ = torch.sort(torch.cat([ca, cb], -1), dim=-1)
+    t = sorted_last(torch.cat([ca, cb], -1))
     t = t.clamp(max=1.0)
     t_prev = torch.nn.functional.pad(t[..., :-1], (1, 0))
     mass = (t - t_prev).clamp(min=0.0)
@@ -144,7 +157,7 @@ def wasserstein_1d(
         dtype = compute_dtype(x, y)
         x = _as_samples("x", x, dtype)
         y = _as_samples("y", y, dtype).to(x.device)
-        diff = torch.sort(x, dim=-1).values - torch.sort(y, dim=-1).values
+        diff = sorted_last(x) - sorted_last(y)
         return diff.abs().pow(p).mean(-1)
     i, j, mass, ox, oy = _monotone_coupling(x, y, a, b)
     dtype = mass.dtype
@@ -216,7 +229,7 @@ def quantile_barycenter(
     w = as_weights("weights", weights, tuple(xs.shape[:-1]), dtype=xs.dtype, device=xs.device)
     w = w / w.sum(-1, keepdim=True)
     if u is None:
-        q = torch.sort(xs, dim=-1).values
+        q = sorted_last(xs)
     else:
         u = torch.as_tensor(u, dtype=xs.dtype, device=xs.device)
         q = quantile_function(xs, u.expand(*xs.shape[:-1], u.shape[-1]))
@@ -271,8 +284,9 @@ def piecewise_linear(
         hi = _row_search(xq, xp, r)
         flat = r * g
         xpf, fpf = xp.reshape(-1), fp.reshape(-1)
-        x0, x1 = xpf[flat + hi - 1], xpf[flat + hi]
-        f0, f1 = fpf[flat + hi - 1], fpf[flat + hi]
+        lo_i, hi_i = flat + hi - 1, flat + hi
+        x0, x1 = take(xpf, lo_i), take(xpf, hi_i)
+        f0, f1 = take(fpf, lo_i), take(fpf, hi_i)
         out = _lerp(xq, x0, x1, f0, f1)
         return out.reshape(shape)
     return _lerp(xq, x0, x1, f0, f1)
@@ -304,8 +318,8 @@ def _row_search(x: torch.Tensor, xp: torch.Tensor, row: torch.Tensor) -> torch.T
     hi = pos.clamp(1, g - 1)
     xpf = xp.reshape(-1)
     base = row * g
-    left = xpf[base + hi - 1]
+    left = take(xpf, base + hi - 1)
     hi = torch.where((x < left) & (hi > 1), hi - 1, hi)
-    right = xpf[base + hi]
+    right = take(xpf, base + hi)
     hi = torch.where((x >= right) & (hi < g - 1), hi + 1, hi)
     return hi

@@ -131,13 +131,13 @@ class ProjectedNBLayer(AlignmentLayer):
             return z, (ld.sum(1) if with_log_det else None)
         p = x @ self.w
         t, ld = self.maps(p, y, with_log_deriv=with_log_det)
-        return x + (t - p) @ self.w.T, (ld.sum(1) if with_log_det else None)
+        return torch.addmm(x, t - p, self.w.T), (ld.sum(1) if with_log_det else None)
 
     def inverse(self, z, y):
         if self.w is None:
             return self.maps.inverse(z, y)
         p = z @ self.w
-        return z + (self.maps.inverse(p, y) - p) @ self.w.T
+        return torch.addmm(z, self.maps.inverse(p, y) - p, self.w.T)
 
 
 def _sym_fn(s: torch.Tensor, fn) -> torch.Tensor:

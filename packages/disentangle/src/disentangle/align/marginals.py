@@ -36,7 +36,7 @@ import math
 import torch
 from torch import nn
 
-from otcore.univariate import piecewise_linear
+from otcore.univariate import piecewise_linear, take
 
 TAIL_PROB = 1e-6  # Φ clamp of the authors' code (fedinb GaussianTransformer)
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -70,6 +70,8 @@ class MarginalMaps(nn.Module):
         super().__init__()
         if target not in ("barycenter", "normal"):
             raise ValueError(f"`target` must be 'barycenter' or 'normal', got {target!r}.")
+        if target == "barycenter" and not (isinstance(n_grid, int) and n_grid >= 2):
+            raise ValueError(f"`n_grid` must be an integer >= 2, got {n_grid!r}.")
         self.n_classes, self.n_coords, self.bins, self.n_grid = n_classes, n_coords, bins, n_grid
         self.target = target
         c, k = n_classes, n_coords
@@ -142,6 +144,8 @@ class MarginalMaps(nn.Module):
 
         if self.target == "barycenter":
             eps = 1.0 / self.n_grid if bound_eps is None else float(bound_eps)
+            if not 0.0 < eps < 1.0:
+                raise ValueError(f"`bound_eps` must lie in (0, 1), got {bound_eps!r}.")
             u = torch.linspace(-0.5, 0.5, self.n_grid, dtype=x.dtype, device=x.device)
             u = u * (1 - eps) + 0.5
             w = torch.full((c,), 1.0 / c, dtype=x.dtype, device=x.device)
@@ -192,7 +196,7 @@ class MarginalMaps(nn.Module):
         pb = p * b
         j = pb.floor().clamp(0, b - 1).long()
         base = rows * (b + 1) + j
-        c0, c1 = cdf[base], cdf[base + 1]
+        c0, c1 = take(cdf, base), take(cdf, base + 1)
         return c0 + (pb - j) * (c1 - c0), (c1 - c0) * b
 
     def _interior(self, x: torch.Tensor, cls: torch.Tensor, *, with_log_deriv: bool = False):
@@ -200,13 +204,13 @@ class MarginalMaps(nn.Module):
         k = self.n_coords
         kk = torch.arange(k, device=x.device).expand_as(x)
         rows = cls * k + kk
-        mu, sig = self.mu.reshape(-1)[rows], self.sigma.reshape(-1)[rows]
+        mu, sig = take(self.mu, rows), take(self.sigma, rows)
         s = (x - mu) / sig
         p = torch.special.ndtr(s)
         u, dens = self._hist_cdf(p, rows)
         tiny = torch.finfo(x.dtype).eps
         if self.target == "barycenter":
-            v = piecewise_linear(u.T, self.bary_u, self.bary_v).T
+            v, du_dv = self._bary_cdf_inverse(u)
             v = v.clamp(tiny, 1 - tiny)
             sb = torch.special.ndtri(v)
             z = self.bary_mu + self.bary_sigma * sb
@@ -218,24 +222,30 @@ class MarginalMaps(nn.Module):
             return z, None
         ld = torch.log(dens) + _log_normal_pdf(s) - torch.log(sig)
         if self.target == "barycenter":
-            du_dv = self._bary_slope(v)
             ld = ld - torch.log(du_dv) - _log_normal_pdf(sb) + torch.log(self.bary_sigma)
         else:
             ld = ld - _log_normal_pdf(sb)
         return z, ld
 
-    def _bary_slope(self, v: torch.Tensor) -> torch.Tensor:
-        """du/dv of the barycenter pseudo-histogram CDF at v (m, K)."""
-        vt = v.T.contiguous()
-        g = self.bary_v.shape[-1]
-        hi = torch.searchsorted(self.bary_v.contiguous(), vt, right=True).clamp(1, g - 1)
-        v0, v1 = torch.gather(self.bary_v, 1, hi - 1), torch.gather(self.bary_v, 1, hi)
-        u0, u1 = torch.gather(self.bary_u, 1, hi - 1), torch.gather(self.bary_u, 1, hi)
-        return ((u1 - u0) / (v1 - v0)).T
+    def _bary_cdf_inverse(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``v = PL⁻¹(u)`` and the slope ``du/dv`` of its knot interval, for u (m, K).
+
+        The knots ``bary_u`` are [0, u_1..u_G, 1] with a uniform interior grid, so the
+        interval is found in closed form (no search).
+        """
+        g = self.n_grid
+        first, last = self.bary_u[0, 1], self.bary_u[0, g]
+        hi = torch.floor((u - first) * ((g - 1) / (last - first))).long().add_(2).clamp_(1, g + 1)
+        flat = hi + torch.arange(self.n_coords, device=u.device) * (g + 2)
+        u0, u1 = take(self.bary_u, flat - 1), take(self.bary_u, flat)
+        v0, v1 = take(self.bary_v, flat - 1), take(self.bary_v, flat)
+        t = ((u - u0) / (u1 - u0)).clamp_(0.0, 1.0)
+        return v0 + t * (v1 - v0), (u1 - u0) / (v1 - v0)
 
     def _tail_params(self, y: torch.Tensor):
         return tuple(
-            getattr(self, n)[y] for n in ("x_lo", "x_hi", "z_lo", "z_hi", "slope_lo", "slope_hi")
+            getattr(self, n).index_select(0, y)
+            for n in ("x_lo", "x_hi", "z_lo", "z_hi", "slope_lo", "slope_hi")
         )
 
     def forward(
@@ -271,7 +281,7 @@ class MarginalMaps(nn.Module):
         edges = edges.expand(self.n_classes * k, b + 1)
         p = piecewise_linear(u, self.cdf.reshape(-1, b + 1), edges, row=rows)
         p = p.clamp(tiny * tiny, 1 - tiny)
-        x = self.mu[y] + self.sigma[y] * torch.special.ndtri(p)
+        x = self.mu.index_select(0, y) + self.sigma.index_select(0, y) * torch.special.ndtri(p)
         x = torch.minimum(torch.maximum(x, x_lo), x_hi)
         x = torch.where(z < z_lo, x_lo + (z - z_lo) / sl_lo, x)
         return torch.where(z > z_hi, x_hi + (z - z_hi) / sl_hi, x)
