@@ -302,7 +302,8 @@ def test_weak_model_with_a_fixed_index_equals_the_supervised_model():
         b = sup({"frames": right, "k": torch.full((4,), j)})
         assert a["consensus"].item() == 0
         for term in b:
-            torch.testing.assert_close(a[term], b[term] + (a["consensus"] if term == "loss" else 0))
+            extra = a["consensus"] + weak.weights.diversity * a["diversity"]
+            torch.testing.assert_close(a[term], b[term] + (extra if term == "loss" else 0))
     split = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     weak.predict_index = lambda frames, hard_sample=True: split
     out = weak({"frames": right})
@@ -327,3 +328,43 @@ def test_weak_temperature_schedule_gradients_and_evaluation():
     assert model.index_predictor[-1].weight.grad.abs().sum() > 0  # straight-through
     e = model.equivariance_error(right, k=0)
     assert torch.isfinite(e["sum"])
+
+
+def _random_squares(b, g):
+    """Batches of the planted problem with fresh square positions: (right, down) sequences."""
+    x0 = torch.zeros(b, 3, 8, 8)
+    rows, cols = torch.randint(0, 5, (2, b), generator=g)
+    for i in range(b):
+        x0[i, :, rows[i] : rows[i] + 3, cols[i] : cols[i] + 3] = 1
+    right = torch.stack([torch.roll(x0, t, dims=-1) for t in range(4)], 1)
+    down = torch.stack([torch.roll(x0, t, dims=-2) for t in range(4)], 1)
+    return right, down
+
+
+@pytest.mark.parametrize("diversity, separates", [(0.5, True), (0.0, False)])
+def test_weak_predictor_learns_the_planted_index_only_with_the_usage_balance(
+    diversity, separates, one_thread
+):
+    """Batches alternate between two hidden flows (right, down). With the usage-balance term
+    the predictor sends them to different indices; with the authors' losses alone it
+    collapses onto one index (the failure documented in FFRLWeights.diversity)."""
+    from disentangle.models.ffrl import FFRLWeights
+
+    model = _weak(weights=FFRLWeights(diversity=diversity))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for i in range(300):
+        right, down = _random_squares(16, g)
+        out = model({"frames": right if i % 2 == 0 else down})
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    right, down = _random_squares(64, g)
+    with torch.no_grad():
+        k_right = model.predict_index(right, hard_sample=False).mean(0)
+        k_down = model.predict_index(down, hard_sample=False).mean(0)
+    if separates:
+        assert k_right.argmax() != k_down.argmax()
+        assert k_right.max() > 0.75 and k_down.max() > 0.75
+    else:
+        assert k_right.argmax() == k_down.argmax()

@@ -375,6 +375,10 @@ class FFRLWeights:
     """Initial-condition penalty."""
     consensus: float = 1.0
     """Weakly supervised: batch-consensus loss −log p̄_argmax (ffrl.md §1.11)."""
+    diversity: float = 0.5
+    """Weakly supervised, not in the paper: weight of the index-usage balance term
+    ``pixels · KL(ū ‖ uniform)``, ū the running (momentum 0.9) mean of the batches' one-hots.
+    Without it the predictor collapses onto one index (0: the authors' model)."""
 
 
 class FFRL(nn.Module):
@@ -402,6 +406,15 @@ class FFRL(nn.Module):
             ``max(exp(−3e-5·iteration), 0.05)`` refreshed every 100 iterations; fields, HJ
             penalties and the prior are mixed by the one-hot, and the batch-consensus loss
             pushes one k per batch. The IC loss accumulates over k (the code overwrote it).
+            Our addition: the usage-balance term of ``weights.diversity``. Consensus alone
+            makes every batch agree, but nothing makes *different* batches use different
+            indices: on a planted two-flow problem the predictor sent both flows to one index
+            within 40 steps (a potential that nobody uses gets no gradient, so it can never
+            win the straight-through comparison). Penalising the divergence of the running
+            index usage from uniform, scaled by the pixels per frame so that it competes with
+            the pixel-summed reconstruction, keeps every potential in use until they
+            specialise; on that problem the predictor then separates the flows
+            (tests/disentangle/test_models_ffrl.py).
     """
 
     def __init__(
@@ -459,6 +472,9 @@ class FFRL(nn.Module):
                 nn.Linear(256, num_transformations),
             )
             self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+            self.register_buffer(
+                "usage", torch.full((num_transformations,), 1.0 / num_transformations)
+            )
 
     def temperature(self) -> float:
         """Gumbel-softmax τ = max(exp(−3e-5·iteration), 0.05), refreshed every 100 iterations."""
@@ -592,8 +608,13 @@ class FFRL(nn.Module):
             mean_onehot = onehot.mean(0)
             # KL(onehot(argmax) ‖ p̄) = −log p̄_argmax (ffrl.md §1.11)
             out["consensus"] = -torch.log(mean_onehot.max().clamp_min(1e-8))
+            usage = 0.9 * self.usage + 0.1 * mean_onehot
+            n_k = self.num_transformations
+            balance = (usage * torch.log(n_k * usage.clamp_min(1e-8))).sum()
+            out["diversity"] = math.prod(self.observation_shape) * balance
             if self.training:
                 self.iteration += 1
+                self.usage.copy_(usage.detach())
             active = [j for j in range(self.num_transformations) if mean_onehot[j] > 0]
         else:
             onehot = F.one_hot(
@@ -635,5 +656,7 @@ class FFRL(nn.Module):
             + w.ic * out["ic"]
         )
         if self.weakly_supervised:
-            out["loss"] = out["loss"] + w.consensus * out["consensus"]
+            out["loss"] = (
+                out["loss"] + w.consensus * out["consensus"] + w.diversity * out["diversity"]
+            )
         return out

@@ -92,6 +92,9 @@ class ModelConfig:
     """FFRL: log-density bookkeeping (Hessian row sums, Laplacian, or exact log-det)."""
     weakly_supervised: bool = False
     """FFRL: hide k from the model (index predictor + batch consensus, ffrl.md §1.11)."""
+    diversity_weight: float = 0.5
+    """FFRL, weakly supervised: weight of the index-usage balance term (our addition, see
+    ``FFRLWeights.diversity``; 0 is the authors' model, whose predictor collapses)."""
     slow_gamma: float = 10.0
     """SlowVAE: weight γ of the Laplace transition-prior KL (10 as the authors' baseline)."""
     slow_rate: float = 6.0
@@ -315,6 +318,11 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
             f"must be ≥ 2 (E_k scores t = 1..T′ − 1), got {m.flow_steps}",
         )
         _check(m.hj_weight >= 0, "model.hj_weight", f"must be ≥ 0, got {m.hj_weight}")
+        _check(
+            m.diversity_weight >= 0,
+            "model.diversity_weight",
+            f"must be ≥ 0, got {m.diversity_weight}",
+        )
         _check(m.slow_gamma >= 0, "model.slow_gamma", f"must be ≥ 0, got {m.slow_gamma}")
         _check(m.slow_rate > 0, "model.slow_rate", f"must be > 0, got {m.slow_rate}")
         _check(

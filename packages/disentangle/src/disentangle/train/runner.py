@@ -82,7 +82,7 @@ def build_model(
             architecture=m.architecture,
             hj_variant=m.hj_variant,
             density=m.density,
-            weights=FFRLWeights(hj=m.hj_weight, ic=m.hj_weight),
+            weights=FFRLWeights(hj=m.hj_weight, ic=m.hj_weight, diversity=m.diversity_weight),
             weakly_supervised=m.weakly_supervised,
             sequence_fn=sequence_fn,
         )
