@@ -199,28 +199,35 @@ def test_regulariser_needs_two_points():
 
 
 @pytest.mark.parametrize(
-    ("shape", "s", "params"),
-    [((3, 28, 28), 324, 70_896_711), ((3, 64, 64), 226, 161_375_529)],
+    ("arch", "shape", "s", "params"),
+    [
+        ("flow_conv", (3, 28, 28), 324, 70_896_711),
+        ("flow_conv", (3, 64, 64), 226, 161_375_529),
+        ("flow_conv2", (3, 128, 128), 324, 32_574_639),
+    ],
 )
-def test_flow_conv_has_the_papers_parameter_counts(shape, s, params):
-    from disentangle.nn import FlowConvDecoder, FlowConvEncoder
-
-    with torch.device("meta"):  # count without allocating 0.3–0.6 GB
-        n = sum(
-            p.numel()
-            for m in (FlowConvEncoder(shape, s), FlowConvDecoder(shape, s))
-            for p in m.parameters()
-        )
-    assert n == params  # the brief's ≈70.9M (MNIST) and ≈161.4M (Shapes3D)
-
-
-@pytest.mark.parametrize("shape", [(3, 28, 28), (1, 64, 64)])
-def test_flow_conv_round_trip_shapes(shape):
+def test_flow_conv_has_the_papers_parameter_counts(arch, shape, s, params):
     from disentangle.nn import make_decoder, make_encoder
 
-    enc, dec = make_encoder("flow_conv", shape, 6), make_decoder("flow_conv", shape, 6)
+    with torch.device("meta"):  # count without allocating 0.1–0.6 GB
+        n = sum(
+            p.numel()
+            for m in (make_encoder(arch, shape, s), make_decoder(arch, shape, s))
+            for p in m.parameters()
+        )
+    assert n == params  # the brief's ≈70.9M (MNIST), ≈161.4M (Shapes3D), ≈32.6M (128×128)
+
+
+@pytest.mark.parametrize(
+    ("arch", "shape", "factor"),
+    [("flow_conv", (3, 28, 28), 4), ("flow_conv", (1, 64, 64), 4), ("flow_conv2", (3, 32, 32), 16)],
+)
+def test_flow_conv_round_trip_shapes(arch, shape, factor):
+    from disentangle.nn import make_decoder, make_encoder
+
+    enc, dec = make_encoder(arch, shape, 6), make_decoder(arch, shape, 6)
     mean, logvar = enc(torch.rand(2, *shape))
     assert mean.shape == logvar.shape == (2, 6)
     assert dec(mean).shape == (2, *shape)
-    with pytest.raises(ValueError, match="multiple of 4"):
-        make_encoder("flow_conv", (3, 30, 30), 6)
+    with pytest.raises(ValueError, match=f"multiple of {factor}"):
+        make_encoder(arch, (3, 30, 30), 6)

@@ -12,6 +12,8 @@ Images are channels-first ``(B, C, H, W)`` float tensors in [0, 1]; latents are 
 - :class:`FlowConvEncoder` / :class:`FlowConvDecoder`: the ``ConvVAE`` of the FFRL code (Song et
   al., NeurIPS 2023; ``papers/ffrl.md`` §1.9) for 28×28 and 64×64 images, whose channel
   width equals the latent size s (MNIST s = 324: 70.9M parameters).
+- :class:`FlowConv2Encoder` / :class:`FlowConv2Decoder`: the FFRL code's ``ConvVAE2`` for the
+  128×128 Falcor3D / Isaac3D images (``papers/ffrl.md`` §1.9; s = 324: 32.6M parameters).
 
 :func:`make_encoder` and :func:`make_decoder` pick one by name.
 """
@@ -29,6 +31,8 @@ from torch import nn
 __all__ = [
     "ConvDecoder",
     "ConvEncoder",
+    "FlowConv2Decoder",
+    "FlowConv2Encoder",
     "FlowConvDecoder",
     "FlowConvEncoder",
     "MLPDecoder",
@@ -37,7 +41,8 @@ __all__ = [
     "make_encoder",
 ]
 
-Architecture = Literal["conv", "mlp", "flow_conv"]
+Architecture = Literal["conv", "mlp", "flow_conv", "flow_conv2"]
+_ARCHITECTURES = ("conv", "mlp", "flow_conv", "flow_conv2")
 
 
 class ConvEncoder(nn.Module):
@@ -169,17 +174,19 @@ class MLPDecoder(nn.Module):
         return self.net(z)
 
 
-def _flow_conv_kernel(observation_shape: tuple[int, ...], which: str = "flow_conv") -> int:
-    """Kernel H/4 of the ConvVAE's valid convolution (to a 1×1 map); checks the shape."""
+def _flow_conv_kernel(
+    observation_shape: tuple[int, ...], which: str = "flow_conv", factor: int = 4
+) -> int:
+    """Kernel H/factor of the ConvVAE's valid convolution (to a 1×1 map); checks the shape."""
     if len(observation_shape) != 3 or observation_shape[1] != observation_shape[2]:
         raise ValueError(
             f"observation_shape: {which} needs square (C, H, W), got {observation_shape}"
         )
-    if observation_shape[1] % 4:
+    if observation_shape[1] % factor:
         raise ValueError(
-            f"observation_shape: {which} needs H a multiple of 4, got {observation_shape}"
+            f"observation_shape: {which} needs H a multiple of {factor}, got {observation_shape}"
         )
-    return observation_shape[1] // 4
+    return observation_shape[1] // factor
 
 
 class FlowConvEncoder(nn.Module):
@@ -232,10 +239,72 @@ class FlowConvDecoder(nn.Module):
         return self.net(z)
 
 
+class FlowConv2Encoder(nn.Module):
+    """FFRL's ConvVAE2 encoder for 128×128 images (``papers/ffrl.md`` §1.9), width s.
+
+    Four blocks of Conv4×4/2 and Conv3×3 (pad 1), the first from C channels and all others
+    s→s, then a valid Conv with kernel H/16 (to 1×1), two Conv1×1, each with ReLU, and linear
+    heads (s→s) for mean and logvar. The brief gives only "two Conv1×1" and "≈32.6M
+    parameters"; with every width s the count is 32.57M at s = 324, so that is the reading.
+    """
+
+    def __init__(self, observation_shape: tuple[int, int, int], latent_dim: int = 324) -> None:
+        super().__init__()
+        kernel = _flow_conv_kernel(observation_shape, "flow_conv2", 16)
+        c, s = observation_shape[0], latent_dim
+        blocks: list[nn.Module] = []
+        for i in range(4):
+            blocks += [nn.Conv2d(c if i == 0 else s, s, 4, 2, 1), nn.ReLU()]
+            blocks += [nn.Conv2d(s, s, 3, 1, 1), nn.ReLU()]
+        self.body = nn.Sequential(
+            *blocks,
+            nn.Conv2d(s, s, kernel), nn.ReLU(),
+            nn.Conv2d(s, s, 1), nn.ReLU(),
+            nn.Conv2d(s, s, 1), nn.ReLU(),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.mean, self.logvar = nn.Linear(s, s), nn.Linear(s, s)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the posterior ``(mean, logvar)``, each ``(B, s)``."""
+        h = self.body(x)
+        return self.mean(h), self.logvar(h)
+
+
+class FlowConv2Decoder(nn.Module):
+    """Mirror of :class:`FlowConv2Encoder`, returning logits.
+
+    Linear (s→s), ReLU, two ConvT1×1, ConvT with kernel H/16 (1×1 → H/16), then four blocks
+    of ConvT4×4/2 and ConvT3×3 (pad 1), all s→s except the last ConvT3×3 (s→C); ReLU between
+    layers, no sigmoid (the loss applies it).
+    """
+
+    def __init__(self, observation_shape: tuple[int, int, int], latent_dim: int = 324) -> None:
+        super().__init__()
+        kernel = _flow_conv_kernel(observation_shape, "flow_conv2", 16)
+        c, s = observation_shape[0], latent_dim
+        layers: list[nn.Module] = [
+            nn.Linear(s, s), Rearrange("b s -> b s 1 1"), nn.ReLU(),
+            nn.ConvTranspose2d(s, s, 1), nn.ReLU(),
+            nn.ConvTranspose2d(s, s, 1), nn.ReLU(),
+            nn.ConvTranspose2d(s, s, kernel), nn.ReLU(),
+        ]  # fmt: skip
+        for i in range(4):
+            layers += [nn.ConvTranspose2d(s, s, 4, 2, 1), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(s, c if i == 3 else s, 3, 1, 1), nn.ReLU()]
+        layers.pop()
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Return ``(B, C, H, W)`` logits."""
+        return self.net(z)
+
+
 def make_encoder(
     architecture: Architecture, observation_shape: tuple[int, ...], latent_dim: int
 ) -> nn.Module:
-    """Build the ``"conv"`` (Locatello), ``"mlp"`` or ``"flow_conv"`` (FFRL) encoder."""
+    """Build the ``"conv"`` (Locatello), ``"mlp"``, ``"flow_conv"`` or ``"flow_conv2"`` (FFRL)
+    encoder."""
     if architecture == "conv":
         if len(observation_shape) != 3:
             raise ValueError(f"observation_shape: conv needs (C, H, W), got {observation_shape}")
@@ -244,13 +313,16 @@ def make_encoder(
         return MLPEncoder(observation_shape, latent_dim)
     if architecture == "flow_conv":
         return FlowConvEncoder(observation_shape, latent_dim)  # type: ignore[arg-type]
-    raise ValueError(f"architecture: expected 'conv', 'mlp' or 'flow_conv', got {architecture!r}")
+    if architecture == "flow_conv2":
+        return FlowConv2Encoder(observation_shape, latent_dim)  # type: ignore[arg-type]
+    raise ValueError(f"architecture: expected one of {_ARCHITECTURES}, got {architecture!r}")
 
 
 def make_decoder(
     architecture: Architecture, observation_shape: tuple[int, ...], latent_dim: int
 ) -> nn.Module:
-    """Build the ``"conv"`` (Locatello), ``"mlp"`` or ``"flow_conv"`` (FFRL) decoder."""
+    """Build the ``"conv"`` (Locatello), ``"mlp"``, ``"flow_conv"`` or ``"flow_conv2"`` (FFRL)
+    decoder."""
     if architecture == "conv":
         if len(observation_shape) != 3:
             raise ValueError(f"observation_shape: conv needs (C, H, W), got {observation_shape}")
@@ -259,4 +331,6 @@ def make_decoder(
         return MLPDecoder(observation_shape, latent_dim)
     if architecture == "flow_conv":
         return FlowConvDecoder(observation_shape, latent_dim)  # type: ignore[arg-type]
-    raise ValueError(f"architecture: expected 'conv', 'mlp' or 'flow_conv', got {architecture!r}")
+    if architecture == "flow_conv2":
+        return FlowConv2Decoder(observation_shape, latent_dim)  # type: ignore[arg-type]
+    raise ValueError(f"architecture: expected one of {_ARCHITECTURES}, got {architecture!r}")

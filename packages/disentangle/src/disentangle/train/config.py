@@ -59,9 +59,10 @@ class ModelConfig:
     """The model: a VAE with its base objective (β-VAE or β-TCVAE, optionally with HFS), or the
     flow-factorized model (FFRL, ``disentangle.models.ffrl``) on a sequence dataset."""
 
-    architecture: Literal["conv", "mlp", "flow_conv"] = "conv"
-    """Encoder/decoder: "conv" (Locatello et al. 2019), "mlp", or "flow_conv" (the FFRL
-    ConvVAE, channel width = latent size; 28×28 or 64×64)."""
+    architecture: Literal["conv", "mlp", "flow_conv", "flow_conv2"] = "conv"
+    """Encoder/decoder: "conv" (Locatello et al. 2019), "mlp", "flow_conv" (the FFRL
+    ConvVAE, channel width = latent size; 28×28 or 64×64) or "flow_conv2" (the FFRL ConvVAE2
+    for the 128×128 Falcor3D / Isaac3D frames)."""
     latent_dim: int = 10
     """Number of latent dimensions D."""
     base: Literal["beta_vae", "beta_tcvae"] = "beta_vae"
@@ -294,7 +295,7 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
         )
     _check(d.num_workers >= 0, "data.num_workers", f"must be ≥ 0, got {d.num_workers}")
     _check(
-        m.architecture in ("conv", "mlp", "flow_conv"),
+        m.architecture in ("conv", "mlp", "flow_conv", "flow_conv2"),
         "model.architecture",
         f"got {m.architecture!r}",
     )
