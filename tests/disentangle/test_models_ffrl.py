@@ -368,3 +368,31 @@ def test_weak_predictor_learns_the_planted_index_only_with_the_usage_balance(
         assert k_right.max() > 0.75 and k_down.max() > 0.75
     else:
         assert k_right.argmax() == k_down.argmax()
+
+
+@pytest.mark.parametrize("shared_t", [True, False])
+def test_closed_form_potential_derivatives_equal_autograd(shared_t):
+    from disentangle.models.ffrl import PotentialNetworks
+
+    torch.manual_seed(0)
+    net = PotentialNetworks(3, 5, hidden=7).double()
+    z = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([2.0], dtype=torch.float64) if shared_t else torch.linspace(0, 3, 6).double()
+    t_leaf = t.expand(6).clone().requires_grad_(True)  # per-sample leaf: ∂_t u per sample
+    u = net(z, t_leaf, 2)
+    grad_z, u_t = torch.autograd.grad(u.sum(), (z, t_leaf), create_graph=True)
+    v = torch.randn(6, 5, dtype=torch.float64)
+    for direction in (torch.ones(5, dtype=torch.float64), v):
+        (hvp,) = torch.autograd.grad((grad_z * direction).sum(), z, retain_graph=True)
+        d = net.derivatives(z, t, 2, direction=direction)
+        for got, want in ((d.u, u), (d.grad_z, grad_z), (d.u_t, u_t), (d.hvp, hvp)):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        net.derivatives(z, t, 2, direction=torch.ones(5, dtype=torch.float64)).hvp,
+        hessian_row_sums(grad_z, z),
+    )
+    # the closed form is itself differentiable: its z-gradient is the Hessian-vector product
+    (again,) = torch.autograd.grad((net.derivatives(z, t, 2).grad_z * v).sum(), z)
+    torch.testing.assert_close(again, net.derivatives(z, t, 2, direction=v).hvp)
+    with pytest.raises(ValueError, match="k: potential index"):
+        net.derivatives(z, t, 3)
