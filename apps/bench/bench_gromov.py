@@ -100,6 +100,7 @@ def work(cfg: dict) -> dict:
                     otcore.PointCloud(x, scale_cost="mean"),
                     otcore.PointCloud(y, scale_cost="mean"),
                     epsilon=eps,
+                    final_inner_tol=cfg.get("final_inner_tol"),
                     warn=False,
                 )
                 return out, out.plan()

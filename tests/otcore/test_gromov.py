@@ -265,3 +265,20 @@ def test_low_rank_geometry_statistics_and_lse_match_dense():
     torch.testing.assert_close(lr.lse(eps, h, 1), de.lse(eps, h, 1))
     with pytest.raises(ValueError, match="rank"):
         otcore.LowRankGeometry(torch.randn(4, 2), torch.randn(4, 3))
+
+
+def test_final_inner_tolerance_tightens_the_returned_plan():
+    x, y = _clouds(60, 50, seed=3)
+    gx, gy = otcore.PointCloud(x, scale_cost="mean"), otcore.PointCloud(y, scale_cost="mean")
+    kw = dict(epsilon=0.02, inner_tol=1e-3, warn=False)
+    loose = otcore.gromov_wasserstein(gx, gy, **kw)
+    tight = otcore.gromov_wasserstein(gx, gy, final_inner_tol=1e-6, **kw)
+
+    def violation(out):
+        P = out.plan()
+        return float((P.sum(1) - 1 / 60).abs().sum() + (P.sum(0) - 1 / 50).abs().sum())
+
+    assert violation(tight) <= 1e-6 < violation(loose)
+    assert tight.n_iters > loose.n_iters and tight.converged
+    with pytest.raises(ValueError, match="final_inner_tol"):
+        otcore.gromov_wasserstein(gx, gy, final_inner_tol=-1.0, **kw)

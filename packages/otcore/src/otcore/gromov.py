@@ -328,6 +328,7 @@ def gromov_wasserstein(
     epsilon_scaling: float | None = 0.5,
     inner_tol: float = 1e-3,
     inner_max_iter: int = 1000,
+    final_inner_tol: float | None = None,
     low_rank: bool | None = None,
     allow_asymmetric: bool = False,
     progress: bool = False,
@@ -360,6 +361,12 @@ def gromov_wasserstein(
             starts once ε is reached. Ignored with ``init``.
         inner_tol, inner_max_iter: tolerance (L1 marginal violation) and iteration cap of each
             inner Sinkhorn solve.
+        final_inner_tol: once the outer test passes at ``inner_tol``, the steps go on with
+            this tighter inner tolerance until the test passes again (warm-started), so the
+            returned plan meets the marginals to ``final_inner_tol``. For accurate values at
+            small ε: on the n = 1000 isometric benchmark at ε = 0.01, 1e-4 moved the GW value
+            from +3.2 % to +0.4 % of POT's, for 4× the inner iterations (3 more outer steps).
+            ``None`` (default) or a value ≥ ``inner_tol``: no such phase.
         low_rank: use the centred low-rank identity for squared-Euclidean point clouds
             (default: when both geometries are such clouds and min(d_x, d_y) + 1 < min(n, m),
             or on the KeOps backend, where it is the only path).
@@ -474,6 +481,10 @@ def gromov_wasserstein(
         it_range = tqdm(it_range, desc="GW", unit="step")
     kw = dict(sinkhorn_kwargs)
     kw.setdefault("check_every", 5)
+    if final_inner_tol is not None:
+        check_positive("final_inner_tol", final_inner_tol)
+    polish = final_inner_tol is not None and final_inner_tol < inner_tol
+    tol_now = inner_tol
     with torch.no_grad():
         for it in it_range:
             G = quad.linearize(st, lin_backend, batched)
@@ -485,7 +496,7 @@ def gromov_wasserstein(
                 a_,
                 b_,
                 epsilon=unb(eps_it),
-                tol=inner_tol,
+                tol=tol_now,
                 max_iter=inner_max_iter if it >= len(levels) else min(inner_max_iter, ANNEAL_CAP),
                 init=fg,
                 warn=False,
@@ -515,7 +526,9 @@ def gromov_wasserstein(
             if progress:
                 it_range.set_postfix(cost=f"{float(cost.mean()):.4g}")
             if it + 1 >= min_iter and bool((done | stalled).all()):
-                break
+                if not polish:
+                    break
+                polish, tol_now = False, final_inner_tol  # go on at the final tolerance
     n_iters = len(costs)
     if warn and not bool(done.all()):
         why = (
