@@ -1,11 +1,13 @@
-"""Score a trained checkpoint's disentanglement with dismetrics.
+"""Score a trained checkpoint: disentanglement with dismetrics, or E_k for sequence models.
 
     python apps/evaluate.py runs/dsprites-beta_vae-gmg-decoder-cosine-seed0
     python apps/evaluate.py RUN_DIR --checkpoint RUN_DIR/checkpoints/step_00003000 --preset default
 
 Reads the run's config.json, rebuilds its dataset and model, loads the checkpoint's weights (the
 newest by default), scores the posterior means and writes ``evaluation_<step>.json`` into the
-run folder. Prints the scores as a table.
+run folder. Prints the scores as a table. FFRL runs and their baselines are scored by the
+run's own FlowEvaluator (E_k, log p(x_0) and, for weakly supervised models, k_accuracy);
+``--preset``, ``--metrics`` and ``--num-train`` apply to VAE runs only.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Literal
 
 import tyro
 
-from disentangle.train import Evaluator, headline
-from disentangle.train.runner import load_run, write_json
+from disentangle.train import headline
+from disentangle.train.runner import build_evaluator, load_run, write_json
 
 
 @dataclasses.dataclass
@@ -51,7 +53,7 @@ def main(args: Args) -> dict:
     }
     ev = dataclasses.replace(ev, **changes)
     seed = cfg.train.seed if args.seed is None else args.seed
-    evaluator = Evaluator(data, ev, seed=seed)
+    evaluator = build_evaluator(dataclasses.replace(cfg, eval=ev), data, seed)
     step = int(checkpoint.name.split("_")[-1])
     scores = evaluator(model, step)
     out = {

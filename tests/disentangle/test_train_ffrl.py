@@ -79,3 +79,55 @@ def test_ffrl_config_validation():
     assert build_model(weak, (3, 28, 28), 10).weakly_supervised
     with pytest.raises(ValueError, match=r"model\.kind"):
         validate(dataclasses.replace(PRESETS["quick"], data=DataConfig(name="digits_seq")), names)
+
+
+def test_flow_evaluator_scores_k_recovery_of_weak_models_up_to_relabelling(one_thread):
+    import torch
+    import torch.nn.functional as F
+
+    from disentangle.data.sequences import make_sequence_dataset
+    from disentangle.models.ffrl import FFRL
+    from disentangle.train.flow_evaluation import FlowEvaluator
+
+    data = make_sequence_dataset("digits_seq", split="eval", steps=2)
+    model = FFRL((3, 28, 28), 4, 3, steps=2, architecture="mlp", weakly_supervised=True)
+    evaluator = FlowEvaluator(data, num_sequences=8, batch_size=4, is_samples=1)
+    true_k = {}  # which k the evaluator is scoring: read back from the frames object
+
+    def relabelled(frames, hard_sample=True):  # index = (k + 1) mod 3, for every sequence
+        return F.one_hot(torch.full((frames.shape[0],), (true_k["k"] + 1) % 3), 3).float()
+
+    frames_of = data.frames
+
+    def spy(idx, k):
+        true_k["k"] = k
+        return frames_of(idx, k)
+
+    data.frames = spy
+    model.predict_index = relabelled
+    scores = evaluator(model, step=0)
+    assert scores["k_accuracy"] == 1.0
+    assert evaluator.last["details"]["k_confusion"] == [[0, 8, 0], [0, 0, 8], [8, 0, 0]]
+    model.predict_index = lambda frames, hard_sample=True: F.one_hot(
+        torch.zeros(frames.shape[0], dtype=torch.long), 3
+    ).float()
+    assert evaluator(model, step=0)["k_accuracy"] == pytest.approx(1 / 3)
+
+
+def test_evaluate_app_rescores_a_weak_ffrl_run(tmp_path, one_thread):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("evaluate_app", root / "apps" / "evaluate.py")
+    app = importlib.util.module_from_spec(spec)
+    sys.modules["evaluate_app"] = app
+    spec.loader.exec_module(app)
+    cfg = ffrl_config(tmp_path / "weak")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, weakly_supervised=True))
+    trained = run(cfg)["scores"]
+    out = app.main(app.Args(tmp_path / "weak"))
+    assert out["step"] == 3 and 0 < out["scores"]["k_accuracy"] <= 1
+    assert out["scores"]["E_scale"] == pytest.approx(trained["E_scale"])
+    assert (tmp_path / "weak" / "evaluation_00000003.json").exists()

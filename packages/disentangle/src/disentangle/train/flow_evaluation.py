@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from disentangle.models.ffrl import log_likelihood
 
@@ -35,7 +36,10 @@ class FlowEvaluator:
     ``E_k`` is the pixel L1 summed over pixels and over t = 1..T′−1, averaged over sequences, and
     ``"log_px0"``: the mean importance-sampled log p(x_0) (σ = 1 Gaussian decoder,
     ``is_samples`` samples; :func:`disentangle.models.ffrl.log_likelihood`). Baselines add
-    ``"E_<name>_best_dim"``, the traversal error of their best single latent axis.
+    ``"E_<name>_best_dim"``, the traversal error of their best single latent axis. Weakly
+    supervised FFRL models add ``"k_accuracy"``: the fraction of sequences whose predicted
+    index is the true k under the best one-to-one matching of indices to transformations (the
+    model names its indices freely), with the confusion counts in ``last["details"]``.
     """
 
     def __init__(
@@ -59,6 +63,9 @@ class FlowEvaluator:
     def __call__(self, model: torch.nn.Module, step: int) -> dict[str, float]:
         device = next(model.parameters()).device
         scores: dict[str, float] = {}
+        weak = getattr(model, "weakly_supervised", False)
+        n_k = len(self.data.transformations)
+        confusion = np.zeros((n_k, n_k), dtype=np.int64)  # rows: true k, columns: predicted
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             for k, name in enumerate(self.data.transformations):
@@ -66,6 +73,10 @@ class FlowEvaluator:
                 for start in range(0, len(self.indices), self.batch_size):
                     idx = self.indices[start : start + self.batch_size]
                     frames = self.data.frames(idx, k).to(device)
+                    if weak:
+                        with torch.no_grad():
+                            pred = model.predict_index(frames, hard_sample=False).argmax(1)
+                        confusion[k] += np.bincount(pred.cpu().numpy(), minlength=n_k)
                     err = model.equivariance_error(frames, k)
                     total += err["sum"].item() * len(idx)
                     per_pixel += err["per_pixel"].item() * len(idx)
@@ -86,5 +97,10 @@ class FlowEvaluator:
             scores["log_px0"] = total / len(self.indices)
         names = self.data.transformations
         scores["E_mean"] = float(np.mean([scores[f"E_{n}"] for n in names]))
-        self.last = {"step": step, "scores": scores, "details": {}}
+        details: dict[str, Any] = {}
+        if weak:
+            rows, cols = linear_sum_assignment(-confusion)
+            scores["k_accuracy"] = float(confusion[rows, cols].sum() / confusion.sum())
+            details["k_confusion"] = confusion.tolist()
+        self.last = {"step": step, "scores": scores, "details": details}
         return scores

@@ -190,6 +190,16 @@ def _write_images(model: VAE, data: Any, run_dir: Path, seed: int) -> list[str]:
     return [str(p) for p in paths if p is not None]
 
 
+def build_evaluator(cfg: Config, data: Any, seed: int | None = None) -> Any:
+    """The evaluation hook of a run: :class:`FlowEvaluator` on the eval split for sequence
+    models, otherwise the dismetrics :class:`Evaluator` on ``data`` (seed: ``train.seed``)."""
+    seed = cfg.train.seed if seed is None else seed
+    if cfg.model.kind in SEQUENCE_KINDS:
+        eval_data = build_dataset(cfg, "eval")
+        return FlowEvaluator(eval_data, num_sequences=cfg.eval.num_test or 512, seed=seed)
+    return Evaluator(data, cfg.eval, seed=seed)
+
+
 def load_run(
     run_dir: Path, checkpoint: Path | None = None, dataset: Any = None
 ) -> tuple[Config, VAE, Any, Path]:
@@ -233,12 +243,7 @@ def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
     if state.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", _config_dict(cfg))
-    if cfg.model.kind in SEQUENCE_KINDS:
-        evaluator: Any = FlowEvaluator(
-            build_dataset(cfg, "eval"), num_sequences=cfg.eval.num_test or 512, seed=cfg.train.seed
-        )
-    else:
-        evaluator = Evaluator(data, cfg.eval, seed=cfg.train.seed)
+    evaluator = build_evaluator(cfg, data)
     result = fit(
         model,
         data,
