@@ -11,9 +11,9 @@ losses) adds at most 30 %. The forward pass is also split into encoder, flow (po
 HJ/IC penalties, log-determinants, prior, KL terms) and decoder, timed separately.
 
 Setting: the CPU recipe of docs/FFRL.md — 3×28×28 digit sequences, MLP VAE, T′ = 8, K = 3,
-batch 64, hj_variant = density = "code". Variants run interleaved over several rounds and the
-table reports medians; the machine is shared, compare ratios only. Writes
-docs/benchmarks/ffrl.md.
+batch 64, the model defaults (hj_variant "exact", density "code"). Variants run interleaved
+over several rounds and the table reports medians; the machine is shared, compare ratios
+only. Writes docs/benchmarks/ffrl.md.
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def main(argv: list[str]) -> int:
         f"Python {platform.python_version()}, torch {torch.__version__}.",
         "",
         f"3×28×28 digit sequences, MLP VAE, T′ = {STEPS}, K = 3, batch {BATCH}, "
-        f"hj_variant = density = 'code'. Medians over {rounds} interleaved rounds × {steps} "
-        "steps; the machine is shared, compare ratios only.",
+        f"hj_variant = {model.hj_variant!r}, density = {model.density!r}. Medians over "
+        f"{rounds} interleaved rounds × {steps} steps; the machine is shared, compare ratios "
+        "only.",
         "",
         "| latent | VAE step on T′+1 frames (ms) | FFRL step (ms) | overhead | target | met "
         "| forward split: encoder / flow / decoder (ms) |",
