@@ -283,6 +283,21 @@ def test_log_likelihood_is_exact_with_the_true_posterior():
         log_likelihood(x, lambda z: z, mean, logvar, 0)
 
 
+def test_code_log_likelihood_has_the_authors_signs_and_anchor():
+    """Posterior = prior and a perfect decoder leave only −log N(x; x, I) = +(D/2)·log 2π:
+    +2161.34 for 3×28×28, the negated anchor of ffrl.md §3.1; a unit pixel error adds D/2."""
+    from disentangle.models.ffrl import code_log_likelihood
+
+    x = torch.rand(4, 3, 28, 28, dtype=torch.float64)
+    zeros = torch.zeros(4, 5, dtype=torch.float64)
+    value = code_log_likelihood(x, lambda z: x, zeros, zeros)
+    anchor = torch.full((4,), 2352 / 2 * math.log(2 * math.pi), dtype=torch.float64)
+    torch.testing.assert_close(value, anchor)
+    assert value[0].item() == pytest.approx(2161.34, abs=0.01)
+    off = code_log_likelihood(x, lambda z: x + 1, zeros, zeros)
+    torch.testing.assert_close(off - value, torch.full((4,), 2352 / 2, dtype=torch.float64))
+
+
 def _weak(**kw):
     torch.manual_seed(0)
     return FFRL((3, 8, 8), 4, 2, steps=3, architecture="mlp", weakly_supervised=True, **kw)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from disentangle.models.ffrl import log_likelihood
+from disentangle.models.ffrl import code_log_likelihood, log_likelihood
 
 __all__ = ["FlowEvaluator"]
 
@@ -35,7 +35,9 @@ class FlowEvaluator:
     Calling it returns ``{"E_<name>": E_k, "E_<name>_per_pixel": ..., "E_mean": ...}``, where
     ``E_k`` is the pixel L1 summed over pixels and over t = 1..T′−1, averaged over sequences, and
     ``"log_px0"``: the mean importance-sampled log p(x_0) (σ = 1 Gaussian decoder,
-    ``is_samples`` samples; :func:`disentangle.models.ffrl.log_likelihood`). Baselines add
+    ``is_samples`` samples; :func:`disentangle.models.ffrl.log_likelihood`), and
+    ``"logpx_code"``: the authors' printed single-sample value with its signs
+    (:func:`disentangle.models.ffrl.code_log_likelihood`). Baselines add
     ``"E_<name>_best_dim"``, the traversal error of their best single latent axis. Weakly
     supervised FFRL models add ``"k_accuracy"``: the fraction of sequences whose predicted
     index is the true k under the best one-to-one matching of indices to transformations (the
@@ -86,15 +88,18 @@ class FlowEvaluator:
                 scores[f"E_{name}_per_pixel"] = per_pixel / len(self.indices)
                 if isinstance(per_dim, torch.Tensor):
                     scores[f"E_{name}_best_dim"] = float(per_dim.min()) / len(self.indices)
-            total = 0.0
+            total = code_total = 0.0
             for start in range(0, len(self.indices), self.batch_size):
                 x0 = self.data.first_frames(self.indices[start : start + self.batch_size])
                 x0 = x0.to(device)
                 with torch.no_grad():
                     mean, logvar = model.encoder(x0)
                     ll = log_likelihood(x0, model.decode, mean, logvar, self.is_samples)
+                    code = code_log_likelihood(x0, model.decode, mean, logvar)
                 total += ll.sum().item()
+                code_total += code.sum().item()
             scores["log_px0"] = total / len(self.indices)
+            scores["logpx_code"] = code_total / len(self.indices)
         names = self.data.transformations
         scores["E_mean"] = float(np.mean([scores[f"E_{n}"] for n in names]))
         details: dict[str, Any] = {}
