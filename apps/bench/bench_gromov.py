@@ -93,12 +93,14 @@ def work(cfg: dict) -> dict:
         Cx, Cy = otcore.pairwise_cost(x), otcore.pairwise_cost(y)
         Cx, Cy = Cx / Cx.mean(), Cy / Cy.mean()
         eps = cfg.get("eps")
+        dtype = getattr(torch, cfg.get("dtype", "float64"))  # both libraries get this dtype
+        xs, ys, Cxs, Cys = (t.to(dtype) for t in (x, y, Cx, Cy))
         if kind == "otcore":
 
             def run():
                 out = otcore.gromov_wasserstein(
-                    otcore.PointCloud(x, scale_cost="mean"),
-                    otcore.PointCloud(y, scale_cost="mean"),
+                    otcore.PointCloud(xs, scale_cost="mean"),
+                    otcore.PointCloud(ys, scale_cost="mean"),
                     epsilon=eps,
                     final_inner_tol=cfg.get("final_inner_tol"),
                     warn=False,
@@ -112,10 +114,10 @@ def work(cfg: dict) -> dict:
                     warnings.simplefilter("ignore")
                     if kind == "pot_egw":
                         return None, ot.gromov.entropic_gromov_wasserstein(
-                            Cx.numpy(), Cy.numpy(), epsilon=eps, loss_fun="square_loss"
+                            Cxs.numpy(), Cys.numpy(), epsilon=eps, loss_fun="square_loss"
                         )
                     return None, ot.gromov.gromov_wasserstein(
-                        Cx.numpy(), Cy.numpy(), loss_fun="square_loss"
+                        Cxs.numpy(), Cys.numpy(), loss_fun="square_loss"
                     )
 
         med, iqr, k, (out, P) = _time(run, cfg["reps"], cfg["budget"])
