@@ -413,3 +413,11 @@ def test_closed_form_potential_derivatives_equal_autograd(shared_t):
     torch.testing.assert_close(again, net.derivatives(z, t, 2, direction=v).hvp)
     with pytest.raises(ValueError, match="k: potential index"):
         net.derivatives(z, t, 3)
+
+
+def test_weak_checkpoints_without_the_usage_buffer_still_load():
+    model = _weak()
+    state = {k: v for k, v in model.state_dict().items() if k != "usage"}
+    model.usage.fill_(0.9)
+    model.load_state_dict(state)  # strict: the missing buffer is filled, not an error
+    assert torch.equal(model.usage, torch.full((2,), 0.5))

@@ -282,3 +282,16 @@ def test_final_inner_tolerance_tightens_the_returned_plan():
     assert tight.n_iters > loose.n_iters and tight.converged
     with pytest.raises(ValueError, match="final_inner_tol"):
         otcore.gromov_wasserstein(gx, gy, final_inner_tol=-1.0, **kw)
+
+
+def test_final_inner_tolerance_applies_even_when_the_test_passes_on_the_last_step():
+    x, y = _clouds(60, 50, seed=3)
+    gx, gy = otcore.PointCloud(x, scale_cost="mean"), otcore.PointCloud(y, scale_cost="mean")
+    kw = dict(epsilon=0.02, inner_tol=1e-3, warn=False)
+    steps = otcore.gromov_wasserstein(gx, gy, **kw).n_iters  # the test first passes here
+    out = otcore.gromov_wasserstein(gx, gy, max_iter=steps, final_inner_tol=1e-6, **kw)
+    P = out.plan()
+    violation = float((P.sum(1) - 1 / 60).abs().sum() + (P.sum(0) - 1 / 50).abs().sum())
+    # one step past max_iter, solved at the final tolerance (the loose plan's violation is
+    # ≈ 1e-3; one warm-started step does not always reach 1e-6 within inner_max_iter)
+    assert out.n_iters == steps + 1 and violation < 1e-4

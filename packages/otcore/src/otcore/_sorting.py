@@ -21,14 +21,25 @@ except ImportError:  # otcore depends on torch only; NumPy is an accelerator whe
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 
 
-def _numpy_ok(x: torch.Tensor) -> bool:
-    return np is not None and x.device.type == "cpu" and x.dtype in _NUMPY_DTYPES
+def _as_numpy(x: torch.Tensor):
+    """``x`` as a NumPy array sharing memory, or None where the torch path must be used:
+    other devices or dtypes, 0-d tensors, forward-mode dual tensors (their tangent would be
+    lost) and ``torch.func`` transforms (whose wrapped tensors have no data pointer)."""
+    if np is None or x.device.type != "cpu" or x.dtype not in _NUMPY_DTYPES or x.ndim == 0:
+        return None
+    if torch.autograd.forward_ad.unpack_dual(x).tangent is not None:
+        return None
+    try:
+        return x.detach().numpy()
+    except RuntimeError:
+        return None
 
 
 def argsort_last(x: torch.Tensor) -> torch.Tensor:
     """Indices (int64, the shape of ``x``) that sort ``x`` ascending along the last dim."""
-    if _numpy_ok(x):
-        return torch.from_numpy(np.argsort(x.detach().numpy(), axis=-1))
+    arr = _as_numpy(x)
+    if arr is not None:
+        return torch.from_numpy(np.argsort(arr, axis=-1))
     return torch.argsort(x, dim=-1)
 
 
@@ -40,6 +51,7 @@ def sort_last(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def sorted_last(x: torch.Tensor) -> torch.Tensor:
     """``x`` sorted ascending along the last dim; differentiable when ``x`` requires grad."""
-    if _numpy_ok(x) and not (x.requires_grad and torch.is_grad_enabled()):
-        return torch.from_numpy(np.sort(x.detach().numpy(), axis=-1))
+    arr = None if (x.requires_grad and torch.is_grad_enabled()) else _as_numpy(x)
+    if arr is not None:
+        return torch.from_numpy(np.sort(arr, axis=-1))
     return sort_last(x)[0]

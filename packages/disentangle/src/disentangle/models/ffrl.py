@@ -611,6 +611,14 @@ class FFRL(nn.Module):
                 "usage", torch.full((num_transformations,), 1.0 / num_transformations)
             )
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints of weakly supervised models saved before the usage buffer existed
+        if self.weakly_supervised and prefix + "usage" not in state_dict:
+            state_dict[prefix + "usage"] = self.usage.new_full(
+                self.usage.shape, 1 / len(self.usage)
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def temperature(self) -> float:
         """Gumbel-softmax τ = max(exp(−3e-5·iteration), 0.05), refreshed every 100 iterations."""
         it = int(self.iteration) // 100 * 100 if self.training else 100_001
