@@ -650,20 +650,19 @@ class FFRL(nn.Module):
     def field(self, z: torch.Tensor, t: float, ks: int | Sequence[int]) -> torch.Tensor:
         """``Σ_{k ∈ ks} ∇_z u_k(z, t)`` ``(B, n)``: one field, or a composition of fields."""
         ks = [ks] if isinstance(ks, int) else list(ks)
-        return sum(velocity(lambda y, s, k=k: self.potentials(y, s, k), z, t) for k in ks)
+        return sum(self.potentials.derivatives(z, float(t), k).grad_z for k in ks)
 
     def flow(
         self, z: torch.Tensor, ks: int | Sequence[int], steps: int | None = None
     ) -> torch.Tensor:
         """Latent path ``(B, steps + 1, n)`` from ``z`` along ``ks`` (more steps: extrapolation;
-        several k: composition by adding fields). Runs with gradients enabled internally."""
+        several k: composition by adding fields), detached."""
         steps = self.steps if steps is None else steps
-        with torch.enable_grad():
-            path = [z]
+        path = [z.detach()]
+        with torch.no_grad():
             for t in range(1, steps + 1):
-                z = z + self.field(z, t, ks)
-                path.append(z)
-        return torch.stack([p.detach() for p in path], 1)
+                path.append(path[-1] + self.field(path[-1], t, ks))
+        return torch.stack(path, 1)
 
     @torch.no_grad()
     def equivariance_error(
