@@ -77,6 +77,11 @@ def test_ffrl_config_validation():
     assert not model.weakly_supervised
     weak = dataclasses.replace(ok, model=ModelConfig("mlp", kind="ffrl", weakly_supervised=True))
     assert build_model(weak, (3, 28, 28), 10).weakly_supervised
+    with pytest.raises(ValueError, match=r"model\.diversity_weight"):
+        bad = ModelConfig("mlp", kind="ffrl", weakly_supervised=True, diversity_weight=-1.0)
+        validate(dataclasses.replace(ok, model=bad), names)
+    tuned = ModelConfig("mlp", kind="ffrl", weakly_supervised=True, diversity_weight=2.0)
+    assert build_model(dataclasses.replace(ok, model=tuned), (3, 28, 28), 10).weights.diversity == 2
     with pytest.raises(ValueError, match=r"model\.kind"):
         validate(dataclasses.replace(PRESETS["quick"], data=DataConfig(name="digits_seq")), names)
 
