@@ -1,0 +1,133 @@
+"""The dense kernel snapshot: soft-mins and plan products reused as matrix-vector products.
+
+Above 2¹⁶ entries, ``Geometry.lse`` keeps the matrix its fast path exponentiated and answers
+later reductions at the same ε with one product on it. These tests check that every answer
+equals the exact log-sum-exp, whether the snapshot was reused or the exact path took over.
+"""
+
+import pytest
+import torch
+
+import otcore
+
+
+def _geometry(n=300, m=250, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g, dtype=dtype)
+    y = torch.randn(m, 3, generator=g, dtype=dtype) + 0.5
+    geom = otcore.PointCloud(x, y)
+    eps = torch.tensor([0.01 * float(geom.mean_cost())], dtype=dtype)
+    return geom, eps, g
+
+
+def _exact(geom, eps, h, axis):
+    S = -geom.cost_matrix.unsqueeze(0) / eps
+    return torch.logsumexp(S + (h[:, None, :] if axis == 1 else h[:, :, None]), dim=axis + 1)
+
+
+def _converged_potentials(geom, eps):
+    out = otcore.sinkhorn(geom, epsilon=eps[0], tol=1e-6, max_iter=20000)
+    geom._snap = None  # drop the solver's snapshot: each test takes its own
+    return out.f.unsqueeze(0), out.g.unsqueeze(0)
+
+
+@pytest.mark.parametrize("axis", [1, 0])
+def test_reused_soft_min_equals_exact_log_sum_exp(axis):
+    geom, eps, g = _geometry()
+    f, gg = _converged_potentials(geom, eps)
+    log_a = torch.full_like(f, -torch.log(torch.tensor(300.0, dtype=f.dtype)))
+    log_b = torch.full_like(gg, -torch.log(torch.tensor(250.0, dtype=f.dtype)))
+    geom.lse(eps, gg / eps + log_b, 1, shift=f / eps)  # an exact fast-path call: snapshot
+    snap = geom._snap
+    assert snap is not None
+    h0 = (gg / eps + log_b) if axis == 1 else (f / eps + log_a)
+    for scale in (0.0, 0.5, 5.0):  # drifts of up to a few units of the exponent
+        h = h0 + scale * torch.randn(h0.shape, generator=g, dtype=h0.dtype)
+        got = geom.lse(eps, h, axis, shift=None)
+        assert geom._snap is snap  # answered by the product, no new snapshot
+        torch.testing.assert_close(got, _exact(geom, eps, h, axis), rtol=0, atol=1e-10)
+
+
+def test_one_dominant_column_is_still_exact():
+    geom, eps, _ = _geometry()
+    f, gg = _converged_potentials(geom, eps)
+    geom.lse(eps, gg / eps, 1, shift=f / eps)
+    h = gg / eps
+    h[0, 0] += 2000.0  # one column dominates every row, far past the snapshot's centre
+    got = geom.lse(eps, h, 1, shift=f / eps)
+    torch.testing.assert_close(got, _exact(geom, eps, h, 1), rtol=1e-12, atol=1e-9)
+
+
+def test_snapshot_near_the_clamp_floor_falls_back_to_the_exact_path():
+    geom, eps, _ = _geometry()
+    f, gg = _converged_potentials(geom, eps)
+    # A shift 690 too low: the snapshot's entries sit at the clamp floor (e^-700).
+    geom.lse(eps, gg / eps, 1, shift=f / eps - 690.0)
+    assert geom._snap is not None
+    calls = []
+    real = geom._snapshot_product
+    geom._snapshot_product = lambda *a: calls.append(real(*a)) or calls[-1]
+    got = geom.lse(eps, gg / eps + 0.1, 1)
+    assert calls == [None]  # the product was tried and refused
+    torch.testing.assert_close(got, _exact(geom, eps, gg / eps + 0.1, 1), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("axis", [1, 0])
+def test_reused_plan_product_equals_dense_plan(axis):
+    geom, eps, g = _geometry()
+    f, gg = _converged_potentials(geom, eps)
+    geom.lse(eps, gg / eps, 1, shift=f / eps)
+    assert geom._snap is not None
+    u = f / eps - torch.log(torch.tensor(300.0, dtype=f.dtype)) + 0.3
+    v = gg / eps - torch.log(torch.tensor(250.0, dtype=f.dtype)) - 0.2
+    vec = torch.randn(1, geom.m if axis == 1 else geom.n, 4, generator=g, dtype=f.dtype)
+    K = torch.exp(u[:, :, None] + v[:, None, :] - geom.cost_matrix.unsqueeze(0) / eps)
+    want = K @ vec if axis == 1 else K.transpose(1, 2) @ vec
+    got = geom.kernel_apply(eps, u, v, vec, axis)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)
+
+
+def test_float32_snapshot_matches_float64_reference():
+    geom, eps, g = _geometry(dtype=torch.float32)
+    f, gg = _converged_potentials(geom, eps)
+    geom.lse(eps, gg / eps, 1, shift=f / eps)
+    assert geom._snap is not None
+    h = gg / eps + 0.5 * torch.randn(gg.shape, generator=g)
+    got = geom.lse(eps, h, 1)
+    g64 = otcore.PointCloud(geom.x[0].double(), geom.y[0].double())
+    want = _exact(g64, eps.double(), h.double(), 1)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-4 * float(want.abs().max()))
+
+
+def test_small_problems_take_no_snapshot():
+    geom, eps, _ = _geometry(n=60, m=50)
+    f = torch.zeros(1, 60, dtype=torch.float64)
+    geom.lse(eps, torch.zeros(1, 50, dtype=torch.float64), 1, shift=f)
+    assert geom._snap is None
+
+
+def test_sinkhorn_on_snapshots_reaches_the_unique_gibbs_optimum():
+    # A Gibbs-form plan exp((f ⊕ g − C)/ε)·a⊗b with both marginals right is the optimum; the
+    # plan here is formed densely (no snapshot), so it checks the products the solver used.
+    geom, eps, _ = _geometry(n=300, m=260)
+    out = otcore.sinkhorn(geom, epsilon=eps[0], tol=1e-10, max_iter=100000)
+    assert out.converged and out.geom._snap is not None
+    P = out.plan()
+    torch.testing.assert_close(P.sum(1), out.a, rtol=0, atol=1e-10)
+    torch.testing.assert_close(P.sum(0), out.b, rtol=0, atol=1e-10)
+    primal = (P * geom.cost_matrix).sum() + eps[0] * (P * (P / out.a[:, None] / out.b).log()).sum()
+    torch.testing.assert_close(out.value, primal, rtol=1e-9, atol=0)
+
+
+def test_gromov_wasserstein_low_rank_with_snapshots_equals_dense_path():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(300, 3, generator=g, dtype=torch.float64)
+    R = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))[0]
+    y = x @ R + 0.05 * torch.randn(300, 3, generator=g, dtype=torch.float64)
+    kw = dict(epsilon=0.1, relative_epsilon="mean", inner_tol=1e-6, tol=1e-6, max_iter=100)
+    lr = otcore.gromov_wasserstein(otcore.PointCloud(x), otcore.PointCloud(y), low_rank=True, **kw)
+    de = otcore.gromov_wasserstein(otcore.PointCloud(x), otcore.PointCloud(y), low_rank=False, **kw)
+    assert lr.low_rank and not de.low_rank and lr.converged and de.converged
+    assert lr.linear_output.geom._snap is not None  # the low-rank path ran on snapshots
+    torch.testing.assert_close(lr.value, de.value, rtol=1e-5, atol=0)
+    torch.testing.assert_close(lr.plan(), de.plan(), rtol=0, atol=1e-7)
