@@ -131,3 +131,17 @@ def test_gromov_wasserstein_low_rank_with_snapshots_equals_dense_path():
     assert lr.linear_output.geom._snap is not None  # the low-rank path ran on snapshots
     torch.testing.assert_close(lr.value, de.value, rtol=1e-5, atol=0)
     torch.testing.assert_close(lr.plan(), de.plan(), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_kernel_has_no_subnormal_entries(dtype):
+    # Exponents spread over [-800, 0]: float32 underflows below -87 (subnormal to -103),
+    # float64 below -708 (subnormal to -745). Subnormals make CPU products ~100x slower.
+    C = torch.linspace(0.0, 800.0, 400 * 300, dtype=dtype).reshape(400, 300)
+    geom = otcore.Geometry(C)
+    eps = torch.ones(1, dtype=dtype)
+    K = geom.kernel(eps, torch.zeros(1, 400, dtype=dtype), torch.zeros(1, 300, dtype=dtype))
+    tiny = torch.finfo(dtype).tiny
+    assert not bool(((K > 0) & (K < tiny)).any())
+    assert bool((K[K > 0] >= tiny).all()) and bool((K == 0).any())
+    torch.testing.assert_close(K, torch.exp(-C).unsqueeze(0), rtol=1e-6, atol=2 * tiny)

@@ -300,8 +300,14 @@ class Geometry:
         return K @ vec if axis == 1 else K.transpose(-1, -2) @ vec
 
     def kernel(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Dense ``exp(u_i + v_j − C_ij/ε)``, (B, n, m)."""
-        return torch.exp(u[:, :, None] + v[:, None, :] - self._cost() / eps[:, None, None])
+        """Dense ``exp(u_i + v_j − C_ij/ε)``, (B, n, m).
+
+        Entries below the dtype's smallest normal number are set to zero: subnormal operands
+        slow CPU matrix products down by two orders of magnitude (measured 0.26 → 44 ms for a
+        256 × 256 float32 product), and they weigh < 1e-38 of a unit mass.
+        """
+        K = torch.exp(u[:, :, None] + v[:, None, :] - self._cost() / eps[:, None, None])
+        return K.masked_fill(K < torch.finfo(K.dtype).tiny, 0.0)
 
     def kernel_cost(self, eps: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Σ_ij exp(u_i + v_j − C_ij/ε) C_ij per problem, (B,): ⟨P, C⟩ for the plan's (u, v)."""
