@@ -1,5 +1,6 @@
 """Entropic Gromov-Wasserstein: invariances, known answers, paths agreeing, POT, gradients."""
 
+import sys
 import warnings
 
 import pytest
@@ -174,19 +175,47 @@ def test_small_relative_epsilon_does_not_fail():
     assert float(P.max()) > 0.5 / 200  # a sharp coupling, not the product a⊗b
 
 
-def test_a_period_two_cycle_stops_the_outer_loop_early_and_is_reported():
-    # At ε0 = 0.01 the mirror descent on this instance (64 images of [0, 1]^4096 and a
-    # contracting map to 10-D, cosine costs) alternates between two couplings.
+def test_an_oscillating_descent_is_damped_and_a_damped_cycle_stops_the_loop():
+    # At ε0 = 0.01, with plain Sinkhorn inner solves (violation 1e-3), the mirror descent on
+    # this instance (64 images of [0, 1]^4096 and a contracting map to 10-D, cosine costs)
+    # oscillates; damping starts after two sign changes, and the damped descent still cycles,
+    # so the loop stops early with a warning. Newton-finished inner solves converge.
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 4096, generator=g)
     y = torch.tanh(x @ torch.randn(4096, 10, generator=g) / 64)
     Cx, Cy = otcore.pairwise_cost(x, "cosine"), otcore.pairwise_cost(y, "cosine")
     kw = dict(epsilon=0.01, relative_epsilon="mean", init=torch.eye(64, dtype=x.dtype) / 64)
     with pytest.warns(otcore.ConvergenceWarning, match="alternates between two couplings"):
-        out = otcore.gromov_wasserstein(otcore.Geometry(Cx), otcore.Geometry(Cy), **kw)
+        out = otcore.gromov_wasserstein(
+            otcore.Geometry(Cx), otcore.Geometry(Cy), newton=False, **kw
+        )
     assert not out.converged and out.n_iters < 50
     c = out.costs
+    steps = c[1:] - c[:-1]
+    assert bool((steps[1:] * steps[:-1] < 0).all())  # every step reverses the previous one
     assert abs(c[-1] - c[-3]) <= 1e-3 * abs(c[-1]) < abs(c[-1] - c[-2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = otcore.gromov_wasserstein(otcore.Geometry(Cx), otcore.Geometry(Cy), **kw)
+    assert out.converged
+
+
+def test_damped_linearisation_is_the_average_of_gradients():
+    x, y = _clouds(n=12, m=10)
+    G = sys.modules["otcore.gromov"]
+    Cx, Cy = otcore.pairwise_cost(x), otcore.pairwise_cost(y)
+    P1 = torch.full((1, 12, 10), 1 / 120, dtype=x.dtype)
+    P2 = torch.softmax(torch.randn(1, 12, 10, dtype=x.dtype), -1) / 12
+    dense = G._DenseQuadratic(Cx[None], Cy[None], symmetric=True)
+    s1, s2 = dense.state(P1), dense.state(P2)
+    mixed = dense.damp(s1, s2, 0.25)
+    want = 0.25 * (-4 * Cx @ P2[0] @ Cy) + 0.75 * (-4 * Cx @ P1[0] @ Cy)
+    torch.testing.assert_close(dense.linearize(mixed, "dense", False).cost_matrix, want)
+    torch.testing.assert_close(dense.lin_cost(mixed, s2), (want * P2[0]).sum()[None])
+    a, b = torch.full((1, 12), 1 / 12, dtype=x.dtype), torch.full((1, 10), 1 / 10, dtype=x.dtype)
+    lr = G._SqEuclideanQuadratic(x[None], y[None], a, b)
+    l1, l2 = lr.initial(P1[0][None]), lr.initial(P2[0][None])
+    torch.testing.assert_close(lr.damp(l1, l2, 0.25)["Z"], 0.25 * l2["Z"] + 0.75 * l1["Z"])
 
 
 def test_envelope_gradient_is_the_frozen_plan_gradient_on_both_paths():
@@ -218,7 +247,7 @@ def test_envelope_gradient_matches_finite_differences_of_the_regularised_value()
     (grad,) = torch.autograd.grad(out.reg_value, Cy)
     D = torch.randn(8, 8, dtype=F64, generator=torch.Generator().manual_seed(1))
     D = D + D.T
-    h = 1e-5
+    h = 1e-4  # the solves are exact to ~1e-10: a smaller step would measure their noise
 
     def f(t):
         return float(

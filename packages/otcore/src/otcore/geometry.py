@@ -282,18 +282,14 @@ class Geometry:
             snap = self._snapshot_at(eps)
             if snap is not None:  # P = e^(u − r) T e^(v − c), T the snapshot
                 _, T, rows, cols = snap
-                (din, ref), (dout, oref) = (
-                    ((v, cols), (u, rows))
-                    if axis == 1
-                    else (
-                        (u, rows),
-                        (v, cols),
-                    )
-                )
-                got = self._snapshot_product(T, din - ref, vec, axis)
+                if axis == 1:  # reduce over j: v enters the product, u scales its rows
+                    d_in, d_out = v - cols, u - rows
+                else:
+                    d_in, d_out = u - rows, v - cols
+                got = self._snapshot_product(T, d_in, vec, axis)
                 if got is not None:
                     _, prod, top = got
-                    scale = (dout - oref + top).exp()
+                    scale = (d_out + top).exp()
                     if bool(torch.isfinite(scale).all()):
                         return prod * scale.unsqueeze(-1)
         K = self.kernel(eps, u, v)

@@ -51,6 +51,7 @@ from otcore.sinkhorn import (
 __all__ = ["GWOutput", "gromov_wasserstein"]
 
 ANNEAL_CAP = 25
+DAMPING = 0.5
 
 
 class _FrozenPlanApply(torch.autograd.Function):
@@ -103,9 +104,13 @@ class GWOutput:
         ent_value: E(P) − ε H(P) = ``reg_value`` − ε (H(a) + H(b)).
         converged: True (or a (B,) bool tensor) when the relative change of ``reg_value``
             between outer steps fell below ``tol`` and the last inner Sinkhorn converged.
-            The loop also stops (with ``converged`` False and a warning) when the mirror
-            descent cycles between two couplings: ``reg_value`` equal, to ``tol``, to its
-            value two steps before but not to the previous one (seen at small ε).
+            When ``reg_value`` oscillates (its steps change sign twice in a row, seen at
+            small ε), the following steps are damped: each solves τ ∇E(P_k) + (1 − τ) × the
+            previous linearised cost, τ = 0.5 (an average of gradients, with the same fixed
+            points; on the low-rank path the cross term Z is averaged). Should the damped
+            descent still cycle between two couplings (``reg_value`` equal, to ``tol``, to its
+            value two steps before but not to the previous one), the loop stops with
+            ``converged`` False and a warning.
         n_iters: number of outer (linearisation) steps.
         n_inner_iters: total number of Sinkhorn iterations over all outer steps.
         costs: (k,) or (k, B) ``reg_value`` after each outer step (detached).
@@ -161,15 +166,24 @@ class _DenseQuadratic:
         ey = ((self.cy**2) @ q[..., None])[..., 0]
         return (p * ex).sum(1) + (q * ey).sum(1) - 2 * (P * M).sum((1, 2))
 
+    def _gradient(self, st: dict) -> torch.Tensor:
+        """∇E(P) up to row and column constants: −2 (Cx P Cyᵀ + Cxᵀ P Cy)."""
+        if "G" not in st:
+            P, M = st["P"], st["M"]
+            sym = self.symmetric
+            st["G"] = -4 * M if sym else -2 * (M + self.cx.transpose(1, 2) @ P @ self.cy)
+        return st["G"]
+
     def linearize(self, st: dict, backend: str, batched: bool) -> Geometry:
-        P, M = st["P"], st["M"]
-        G = -4 * M if self.symmetric else -2 * (M + self.cx.transpose(1, 2) @ P @ self.cy)
+        G = self._gradient(st)
         return Geometry(G if batched else G[0])
 
     def lin_cost(self, prev: dict, st: dict) -> torch.Tensor:
-        P, M = prev["P"], prev["M"]
-        G = -4 * M if self.symmetric else -2 * (M + self.cx.transpose(1, 2) @ P @ self.cy)
-        return (G * st["P"]).sum((1, 2))
+        return (self._gradient(prev) * st["P"]).sum((1, 2))
+
+    def damp(self, prev: dict, st: dict, tau: float) -> dict:
+        """The linearisation τ ∇E(P_new) + (1 − τ) (the previous one)."""
+        return {"G": torch.lerp(self._gradient(prev), self._gradient(st), tau)}
 
     def live_energy(self, st: dict, op: _PlanOp | None) -> torch.Tensor:
         P = st["P"]
@@ -267,6 +281,11 @@ class _SqEuclideanQuadratic:
             U = torch.cat([-4 * s[..., None], -16 * xt @ Z], 2)
             V = torch.cat([t[..., None], yt], 2)
         return LowRankGeometry(U if batched else U[0], V if batched else V[0], backend=backend)
+
+    def damp(self, prev: dict, st: dict, tau: float) -> dict:
+        """The new state's linearisation with Z averaged, τ Z_new + (1 − τ) Z_prev (the
+        centring terms depend on the marginals only and are taken from the new state)."""
+        return {**st, "Z": torch.lerp(prev["Z"], st["Z"], tau)}
 
     def lin_cost(self, prev: dict, st: dict) -> torch.Tensor:
         """⟨∇E(P_prev), P_new⟩ with the gradient as given to Sinkhorn (prev's centring)."""
@@ -479,6 +498,8 @@ def gromov_wasserstein(
     n_inner = 0
     done = torch.zeros(Bn, dtype=torch.bool, device=dev)
     stalled = torch.zeros(Bn, dtype=torch.bool, device=dev)
+    tau = 1.0  # damping of the linearisation, lowered to DAMPING once the cost oscillates
+    lin_st = st  # the state whose linearisation the next step solves
     unb = (lambda t: t) if batched else (lambda t: t[0])
     if final_inner_tol is not None:
         check_positive("final_inner_tol", final_inner_tol)
@@ -496,7 +517,7 @@ def gromov_wasserstein(
         for it in it_range:
             if it == int(max_iter) and tol_now == inner_tol:
                 break
-            G = quad.linearize(st, lin_backend, batched)
+            G = quad.linearize(lin_st, lin_backend, batched)
             if it == 0:  # annealing, unless a starting coupling was given
                 levels = _schedule(G, eps, None if init is not None else epsilon_scaling)
             eps_it = levels[it] if it < len(levels) else eps
@@ -516,7 +537,7 @@ def gromov_wasserstein(
             op = _PlanOp.from_output(out, A, Bw)
             new = quad.state_from(op)
             energy = quad.energy(new)
-            kl = (out.value.reshape(Bn) - quad.lin_cost(st, new)) / eps_it
+            kl = (out.value.reshape(Bn) - quad.lin_cost(lin_st, new)) / eps_it
             cost = energy + eps * kl.clamp_min(0)
             if not bool(torch.isfinite(cost).all()):
                 raise FloatingPointError(
@@ -527,10 +548,17 @@ def gromov_wasserstein(
                 scale = tol * cost.abs().clamp_min(torch.finfo(dtype).tiny)
                 inner_ok = torch.as_tensor(out.converged, device=dev).reshape(-1)
                 done = ((cost - costs[-1]).abs() <= scale) & inner_ok
-                if len(costs) >= 2 + len(levels):  # a period-2 cycle between two couplings
-                    cycling = ((cost - costs[-2]).abs() <= scale) & inner_ok & ~done
-                    stalled = stalled | cycling
+                if len(costs) >= 2 + len(levels):
+                    d = (cost - costs[-1], costs[-1] - costs[-2])
+                    if tau == 1.0 and len(costs) >= 3 + len(levels):
+                        swings = (d[0] * d[1] < 0) & (d[1] * (costs[-2] - costs[-3]) < 0)
+                        if bool((swings & ~done).any()):  # the cost oscillates: damp
+                            tau = DAMPING
+                    elif tau < 1.0:  # still a period-2 cycle with damping: stop
+                        cycling = ((cost - costs[-2]).abs() <= scale) & inner_ok & ~done
+                        stalled = stalled | cycling
             costs.append(cost)
+            lin_st = new if tau == 1.0 else quad.damp(lin_st, new, tau)
             st = new
             if progress:
                 it_range.set_postfix(cost=f"{float(cost.mean()):.4g}")
