@@ -215,7 +215,12 @@ def test_damped_linearisation_is_the_average_of_gradients():
     a, b = torch.full((1, 12), 1 / 12, dtype=x.dtype), torch.full((1, 10), 1 / 10, dtype=x.dtype)
     lr = G._SqEuclideanQuadratic(x[None], y[None], a, b)
     l1, l2 = lr.initial(P1[0][None]), lr.initial(P2[0][None])
-    torch.testing.assert_close(lr.damp(l1, l2, 0.25)["Z"], 0.25 * l2["Z"] + 0.75 * l1["Z"])
+    damped = lr.damp(l1, l2, 0.25)
+    torch.testing.assert_close(damped["Z"], 0.25 * l2["Z"] + 0.75 * l1["Z"])
+    # the KL term of the cost uses ⟨G, P⟩ with G the damped cost that Sinkhorn was given
+    G_lr = lr.linearize(damped, "dense", False).cost_matrix
+    for P, st in ((P2[0], l2), (P1[0], l1)):
+        torch.testing.assert_close(lr.lin_cost(damped, st), (G_lr * P).sum()[None])
 
 
 def test_envelope_gradient_is_the_frozen_plan_gradient_on_both_paths():

@@ -20,6 +20,18 @@ def _geometry(n=300, m=250, dtype=torch.float64, seed=0):
     return geom, eps, g
 
 
+def _spy_products(geom):
+    """Record each ``_snapshot_product`` answer of ``geom`` (None: refused, exact path ran)."""
+    calls, real = [], geom._snapshot_product
+
+    def spy(*args):
+        calls.append(real(*args))
+        return calls[-1]
+
+    geom._snapshot_product = spy
+    return calls
+
+
 def _exact(geom, eps, h, axis):
     S = -geom.cost_matrix.unsqueeze(0) / eps
     return torch.logsumexp(S + (h[:, None, :] if axis == 1 else h[:, :, None]), dim=axis + 1)
@@ -40,11 +52,13 @@ def test_reused_soft_min_equals_exact_log_sum_exp(axis):
     geom.lse(eps, gg / eps + log_b, 1, shift=f / eps)  # an exact fast-path call: snapshot
     snap = geom._snap
     assert snap is not None
+    calls = _spy_products(geom)
     h0 = (gg / eps + log_b) if axis == 1 else (f / eps + log_a)
-    for scale in (0.0, 0.5, 5.0):  # drifts of up to a few units of the exponent
+    for k, scale in enumerate((0.0, 0.5, 5.0)):  # drifts of up to a few units of the exponent
         h = h0 + scale * torch.randn(h0.shape, generator=g, dtype=h0.dtype)
         got = geom.lse(eps, h, axis, shift=None)
         assert geom._snap is snap  # answered by the product, no new snapshot
+        assert len(calls) == k + 1 and calls[-1] is not None
         torch.testing.assert_close(got, _exact(geom, eps, h, axis), rtol=0, atol=1e-10)
 
 
@@ -64,9 +78,7 @@ def test_snapshot_near_the_clamp_floor_falls_back_to_the_exact_path():
     # A shift 690 too low: the snapshot's entries sit at the clamp floor (e^-700).
     geom.lse(eps, gg / eps, 1, shift=f / eps - 690.0)
     assert geom._snap is not None
-    calls = []
-    real = geom._snapshot_product
-    geom._snapshot_product = lambda *a: calls.append(real(*a)) or calls[-1]
+    calls = _spy_products(geom)
     got = geom.lse(eps, gg / eps + 0.1, 1)
     assert calls == [None]  # the product was tried and refused
     torch.testing.assert_close(got, _exact(geom, eps, gg / eps + 0.1, 1), rtol=1e-12, atol=0)
@@ -83,7 +95,9 @@ def test_reused_plan_product_equals_dense_plan(axis):
     vec = torch.randn(1, geom.m if axis == 1 else geom.n, 4, generator=g, dtype=f.dtype)
     K = torch.exp(u[:, :, None] + v[:, None, :] - geom.cost_matrix.unsqueeze(0) / eps)
     want = K @ vec if axis == 1 else K.transpose(1, 2) @ vec
+    calls = _spy_products(geom)
     got = geom.kernel_apply(eps, u, v, vec, axis)
+    assert len(calls) == 1 and calls[0] is not None  # answered from the snapshot
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)
 
 
@@ -93,10 +107,29 @@ def test_float32_snapshot_matches_float64_reference():
     geom.lse(eps, gg / eps, 1, shift=f / eps)
     assert geom._snap is not None
     h = gg / eps + 0.5 * torch.randn(gg.shape, generator=g)
+    calls = _spy_products(geom)
     got = geom.lse(eps, h, 1)
+    assert len(calls) == 1 and calls[0] is not None
     g64 = otcore.PointCloud(geom.x[0].double(), geom.y[0].double())
     want = _exact(g64, eps.double(), h.double(), 1)
-    torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-4 * float(want.abs().max()))
+    exact32 = _exact(geom, eps, h, 1).double()  # the float32 log-sum-exp's own rounding
+    err = float((got.double() - want).abs().max())
+    assert err <= 4 * max(float((exact32 - want).abs().max()), 1e-6 * float(want.abs().max()))
+
+
+def test_rows_far_apart_in_float32_keep_the_reused_update_exact():
+    # Snapshot rows shifted by +50 (half) and -50 (half): a g-update with h = 0 then weighs
+    # the +50 rows by e^-100, below float32's smallest normal, so the product alone would
+    # drop half of every column's mass (log 128 instead of log 256). It must not be used.
+    n = 256
+    geom, eps = otcore.Geometry(torch.zeros(n, n)), torch.ones(1)
+    shift = torch.cat([torch.full((n // 2,), 50.0), torch.full((n // 2,), -50.0)])[None]
+    geom.lse(eps, torch.zeros(1, n), 1, shift=shift)
+    assert geom._snap is not None
+    calls = _spy_products(geom)
+    got = geom.lse(eps, torch.zeros(1, n), 0)
+    assert calls == [None]  # refused: the flushed weights could carry most of the mass
+    torch.testing.assert_close(got, torch.full((1, n), float(torch.log(torch.tensor(256.0)))))
 
 
 def test_small_problems_take_no_snapshot():

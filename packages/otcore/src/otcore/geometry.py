@@ -81,8 +81,9 @@ class Geometry:
     """
 
     backend: str = "dense"
-    # (ε, T = exp(−C/ε + rows ⊕ cols), rows, cols) of the last exact fast-path reduction
-    _snap: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    # (ε, T = exp(−C/ε + rows ⊕ cols), rows, cols, log max entry bound, cost version) of the
+    # last exact fast-path reduction
+    _snap: tuple | None = None
 
     def __init__(self, cost_matrix: torch.Tensor, *, scale_cost: ScaleCost = None) -> None:
         C = torch.as_tensor(cost_matrix)
@@ -188,15 +189,16 @@ class Geometry:
         Returns:
             ``log Σ_j exp(h_j − C_ij/ε)`` (B, n) for ``axis == 1``; the transpose for 0.
 
-        Kernel snapshot (no gradient needed, at least 2¹⁶ entries): the fast path keeps the
-        matrix it exponentiated, ``T = exp(−C/ε + r ⊕ c)``, and later reductions at the same
+        Kernel snapshot (CPU, no gradient needed, at least 2¹⁶ entries): the fast path keeps
+        the matrix it exponentiated, ``T = exp(−C/ε + r ⊕ c)``, and later reductions at the same
         ε are matrix-vector products on it, ``log Σ_j T_ij exp(h_j − c_j) − r_i`` (the
         stabilised scaling of Schmitzer 2019, "Stabilized sparse scaling algorithms for
         entropy regularized transport problems", §3.1), one memory pass instead of five.
-        A product is used only if every reduced sum stays above the clamp floor by a margin
-        (entries at the floor then weigh < e⁻⁴⁰ in float64, e⁻²⁰ in float32); otherwise
-        the exact path runs and takes a new snapshot. The result equals the exact one to
-        rounding.
+        A product is used only if every reduced sum exceeds, by a margin (e⁴⁰ in float64,
+        e²⁰ in float32), both what the entries clamped up to the floor can add and what
+        the weights flushed to zero can remove; otherwise the exact path runs and takes a
+        new snapshot. The result equals the exact one to rounding. (CPU only: each product
+        needs a host synchronisation for its check.)
         """
         needs_grad = torch.is_grad_enabled() and (
             self._C_raw.requires_grad or h.requires_grad or eps.requires_grad
@@ -219,34 +221,46 @@ class Geometry:
         lo, hi = _CLAMP[T.dtype]
         T.clamp_(lo, hi).exp_()
         out = T.sum(dim=2 if axis == 1 else 1).log_()
-        # Every entry is at most its row's (column's) sum: below hi, none was clamped from above.
-        if T.numel() >= _SNAPSHOT_MIN_ENTRIES and bool(out.amax() < hi):
-            self._snap = (eps, T, rows, cols)
+        if T.numel() >= _SNAPSHOT_MIN_ENTRIES and T.device.type == "cpu":
+            # Every entry is at most its row's (column's) sum: below hi, none was clamped from
+            # above, and t_max bounds the log of every entry.
+            t_max = float(out.amax())
+            if t_max < hi:
+                self._snap = (eps, T, rows, cols, t_max, self._C_raw._version)
         return out.sub_(shift)
 
     def _snapshot_at(self, eps: torch.Tensor):
-        """The kernel snapshot taken at this ε, or None."""
+        """The kernel snapshot taken at this ε (and this cost, unmodified), or None."""
         snap = self._snap
-        if snap is None or not (snap[0] is eps or torch.equal(snap[0], eps)):
+        if snap is None or snap[5] != self._C_raw._version:
+            return None
+        if not (snap[0] is eps or torch.equal(snap[0], eps)):
             return None
         return snap
 
     def _snapshot_product(
-        self, T: torch.Tensor, d: torch.Tensor, vec: torch.Tensor | None, axis: int
+        self, snap: tuple, d: torch.Tensor, vec: torch.Tensor | None, axis: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """``T @ (exp(d − max d) ⊙ vec)`` along ``axis`` with the reduced masses' logs.
 
         Returns (log mass (B, k), product (B, k, ·) or None, max d (B, 1)), or None when a
-        mass is too close to the clamp floor for the product to be exact.
+        mass is not exact to rounding. Two errors are bounded, each below e^-margin of every
+        reduced sum: entries of T clamped up to e^lo (at most k·e^lo in all) and weights
+        exp(d − max d) flushed to 0 below the smallest normal number (at most
+        k·e^(t_max)·tiny in all, t_max bounding the log of T's entries).
         """
+        T, t_max = snap[1], snap[4]
+        tiny = torch.finfo(T.dtype).tiny
         top = d.amax(-1, keepdim=True)
-        w = (d - top).exp_().unsqueeze(-1)
+        w = (d - top).exp_()
+        w = w.masked_fill_(w < tiny, 0.0).unsqueeze(-1)
         if vec is not None:
             w = torch.cat([w, w * vec], -1)
         prod = T @ w if axis == 1 else T.transpose(-1, -2) @ w
         log_mass = prod[..., 0].log()
         lo = _CLAMP[T.dtype][0]
-        floor = lo + _SNAPSHOT_MARGIN[T.dtype] + math.log(T.shape[2 if axis == 1 else 1])
+        lost = max(lo, t_max + math.log(tiny))
+        floor = lost + _SNAPSHOT_MARGIN[T.dtype] + math.log(T.shape[2 if axis == 1 else 1])
         if not bool(log_mass.amin() > floor):  # also False for NaN
             return None
         return log_mass, (prod[..., 1:] if vec is not None else None), top
@@ -255,9 +269,9 @@ class Geometry:
         snap = self._snapshot_at(eps)
         if snap is None:
             return None
-        _, T, rows, cols = snap
+        rows, cols = snap[2], snap[3]
         ref, other = (cols, rows) if axis == 1 else (rows, cols)
-        got = self._snapshot_product(T, h - ref, None, axis)
+        got = self._snapshot_product(snap, h - ref, None, axis)
         if got is None:
             return None
         log_mass, _, top = got
@@ -276,17 +290,17 @@ class Geometry:
         With ``u = f/ε + log a`` and ``v = g/ε + log b`` this applies the plan ``P`` (or ``Pᵀ``)
         to ``vec`` of shape (B, m, k) (resp. (B, n, k)).
         """
-        if not torch.is_grad_enabled() or not (
-            self._C_raw.requires_grad or u.requires_grad or v.requires_grad or vec.requires_grad
+        if not torch.is_grad_enabled() or not any(
+            t.requires_grad for t in (self._C_raw, eps, u, v, vec)
         ):
             snap = self._snapshot_at(eps)
             if snap is not None:  # P = e^(u − r) T e^(v − c), T the snapshot
-                _, T, rows, cols = snap
+                rows, cols = snap[2], snap[3]
                 if axis == 1:  # reduce over j: v enters the product, u scales its rows
                     d_in, d_out = v - cols, u - rows
                 else:
                     d_in, d_out = u - rows, v - cols
-                got = self._snapshot_product(T, d_in, vec, axis)
+                got = self._snapshot_product(snap, d_in, vec, axis)
                 if got is not None:
                     _, prod, top = got
                     scale = (d_out + top).exp()

@@ -107,7 +107,8 @@ class GWOutput:
             When ``reg_value`` oscillates (its steps change sign twice in a row, seen at
             small ε), the following steps are damped: each solves τ ∇E(P_k) + (1 − τ) × the
             previous linearised cost, τ = 0.5 (an average of gradients, with the same fixed
-            points; on the low-rank path the cross term Z is averaged). Should the damped
+            points; on the low-rank path the cross term Z is averaged). In a batch, damping
+            starts for every problem once one of them oscillates. Should the damped
             descent still cycle between two couplings (``reg_value`` equal, to ``tol``, to its
             value two steps before but not to the previous one), the loop stops with
             ``converged`` False and a warning.
@@ -499,6 +500,7 @@ def gromov_wasserstein(
     done = torch.zeros(Bn, dtype=torch.bool, device=dev)
     stalled = torch.zeros(Bn, dtype=torch.bool, device=dev)
     tau = 1.0  # damping of the linearisation, lowered to DAMPING once the cost oscillates
+    damped_from = None  # index in ``costs`` of the first cost from a damped linearisation
     lin_st = st  # the state whose linearisation the next step solves
     unb = (lambda t: t) if batched else (lambda t: t[0])
     if final_inner_tol is not None:
@@ -553,8 +555,9 @@ def gromov_wasserstein(
                     if tau == 1.0 and len(costs) >= 3 + len(levels):
                         swings = (d[0] * d[1] < 0) & (d[1] * (costs[-2] - costs[-3]) < 0)
                         if bool((swings & ~done).any()):  # the cost oscillates: damp
-                            tau = DAMPING
-                    elif tau < 1.0:  # still a period-2 cycle with damping: stop
+                            tau, damped_from = DAMPING, len(costs) + 1
+                    elif damped_from is not None and len(costs) >= damped_from + 2:
+                        # a period-2 cycle among damped costs only: stop
                         cycling = ((cost - costs[-2]).abs() <= scale) & inner_ok & ~done
                         stalled = stalled | cycling
             costs.append(cost)
