@@ -63,6 +63,22 @@ def test_newton_in_float32_meets_the_tolerance(monkeypatch):
     assert viol <= 1.5e-4  # the reported violation, recomputed in float64
 
 
+def test_float32_newton_steps_survive_a_nearly_singular_hessian(monkeypatch):
+    # At ε = 0.005·mean the plan of 128 Gaussian points is nearly block-diagonal: its Hessian
+    # has eigenvalues ~1e-11 of its largest, below float32's rounding of the gradient b − Pᵀ1.
+    # With a float64-sized ridge (1e-12) the steps failed and Sinkhorn took 4740 iterations;
+    # a ridge of NEWTON_RIDGE float32 ulps keeps the Newton phase working (34–37).
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 10, generator=g, dtype=torch.float64).float()
+    y = torch.randn(128, 10, generator=g, dtype=torch.float64).float()
+    calls = _count_newton(monkeypatch)
+    kw = dict(epsilon=0.005, relative_epsilon="mean", tol=1e-5, max_iter=100000)
+    out = otcore.sinkhorn(otcore.PointCloud(x, y), **kw)
+    assert out.converged and calls and out.n_iters < 200
+    plain = otcore.sinkhorn(otcore.PointCloud(x, y), newton=False, **kw)
+    assert plain.converged and out.n_iters < plain.n_iters / 5
+
+
 def test_batched_newton_equals_one_problem_at_a_time(monkeypatch):
     geoms = [_problem(n=30, m=30, seed=s) for s in range(3)]
     x = torch.stack([g.x[0] for g, _, _ in geoms])
