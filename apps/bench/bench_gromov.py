@@ -198,11 +198,12 @@ def main() -> None:
     sizes = [200] if a.quick else [200, 500, 1000, 2000]
     epss = [0.1] if a.quick else [0.1, 0.03, 0.01]
     rows = []
+    load = os.getloadavg()[0]
     for n in sizes:
         reps = 5 if n <= 500 else 1
         ex = spawn({"kind": "pot_exact", "n": n, "reps": reps, "budget": 10}, 900)
         for eps in epss:
-            ours = spawn({"kind": "otcore", "n": n, "eps": eps, "reps": reps, "budget": 10}, 900)
+            ours = spawn({"kind": "otcore", "n": n, "eps": eps, "reps": 5, "budget": 10}, 900)
             pot = (
                 spawn({"kind": "pot_egw", "n": n, "eps": eps, "reps": 1, "budget": 1}, 600)
                 if n <= 1000
@@ -215,10 +216,10 @@ def main() -> None:
         r = spawn({"kind": "keops", "n": n, "eps": 0.1}, 1500)
         keops.append((n, r))
         print("keops", n, r, flush=True)
-    write(rows, keops, a.quick)
+    write(rows, keops, a.quick, load)
 
 
-def write(rows, keops, quick):
+def write(rows, keops, quick, load):
     import ot
     import torch
 
@@ -236,8 +237,9 @@ def write(rows, keops, quick):
         f"{os.cpu_count()} cores (shared), torch {torch.__version__}, POT {ot.__version__}, "
         f"otcore {otcore.__version__} @ {sha}. Fresh subprocess per configuration, "
         f"{THREADS} thread(s), "
-        "float64, median of up to 5 runs (1 run for n ≥ 1000 and for POT). The machine was "
-        "shared with other jobs during the run: treat times as noisy and compare the ratios.",
+        "float64; otcore: median of up to 5 calls (the first included), POT: one call "
+        f"(exact: 5 up to n = 500). Load average {load:.1f} when the run started; times on "
+        "this shared machine are noisy, compare the ratios.",
         "",
         "Isometric instance (3-D Gaussian vs its rotated copy + 1 % noise), costs / mean. "
         "E = Σ (Cx−Cy)² P P (no ½) recomputed by the harness; `match` = rows whose argmax is "
