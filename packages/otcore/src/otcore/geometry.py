@@ -84,6 +84,7 @@ class Geometry:
     # (ε, T = exp(−C/ε + rows ⊕ cols), rows, cols, log max entry bound, cost version) of the
     # last exact fast-path reduction
     _snap: tuple | None = None
+    _fast_eps: torch.Tensor | None = None  # the ε of the last fast-path call
 
     def __init__(self, cost_matrix: torch.Tensor, *, scale_cost: ScaleCost = None) -> None:
         C = torch.as_tensor(cost_matrix)
@@ -212,12 +213,19 @@ class Geometry:
             if axis == 1:
                 return torch.logsumexp(S + h[:, None, :], dim=2)
             return torch.logsumexp(S + h[:, :, None], dim=1)
-        S = self._neg_scaled(eps)
+        C = self._C_raw.detach()
         self._snap = None  # the buffer is about to be overwritten
-        if self._buf is None or self._buf.shape != S.shape:
-            self._buf = torch.empty_like(S)
+        shape = (self.batch, self.n, self.m)
+        if self._buf is None or self._buf.shape != shape:
+            self._buf = torch.empty(shape, dtype=C.dtype, device=C.device)
         rows, cols = (shift, h) if axis == 1 else (h, shift)
-        T = torch.add(S, rows.unsqueeze(2), out=self._buf).add_(cols.unsqueeze(1))
+        if self._fast_eps is eps:  # ε seen before: keep −C/ε for the calls to come
+            T = torch.add(self._neg_scaled(eps), rows.unsqueeze(2), out=self._buf)
+        else:  # first call at this ε (often the only one, with snapshots): one pass over C
+            factor = -1.0 / eps if self._scale is None else -self._scale / eps
+            T = torch.addcmul(rows.unsqueeze(2), C, factor[:, None, None], out=self._buf)
+        self._fast_eps = eps
+        T.add_(cols.unsqueeze(1))
         lo, hi = _CLAMP[T.dtype]
         T.clamp_(lo, hi).exp_()
         out = T.sum(dim=2 if axis == 1 else 1).log_()
