@@ -213,14 +213,15 @@ class Geometry:
             if axis == 1:
                 return torch.logsumexp(S + h[:, None, :], dim=2)
             return torch.logsumexp(S + h[:, :, None], dim=1)
-        C = self._C_raw.detach()
         self._snap = None  # the buffer is about to be overwritten
-        shape = (self.batch, self.n, self.m)
-        if self._buf is None or self._buf.shape != shape:
-            self._buf = torch.empty(shape, dtype=C.dtype, device=C.device)
         rows, cols = (shift, h) if axis == 1 else (h, shift)
-        if self._fast_eps is eps:  # ε seen before: keep −C/ε for the calls to come
-            T = torch.add(self._neg_scaled(eps), rows.unsqueeze(2), out=self._buf)
+        # −C/ε is kept for small problems and once an ε comes back (no snapshot answered it)
+        reused = self._fast_eps is eps or self._C_raw.numel() < _SNAPSHOT_MIN_ENTRIES
+        C = self._neg_scaled(eps) if reused else self._C_raw.detach()
+        if self._buf is None or self._buf.shape != C.shape:
+            self._buf = torch.empty_like(C)
+        if reused:
+            T = torch.add(C, rows.unsqueeze(2), out=self._buf)
         else:  # first call at this ε (often the only one, with snapshots): one pass over C
             factor = -1.0 / eps if self._scale is None else -self._scale / eps
             T = torch.addcmul(rows.unsqueeze(2), C, factor[:, None, None], out=self._buf)
