@@ -36,6 +36,20 @@ def test_non_finite_points_weights_and_costs(xy, bad):
         otcore.sinkhorn(otcore.PointCloud(x, y), epsilon=bad)
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_finite_check_names_the_bad_value_and_tolerates_an_overflowing_sum(bad):
+    # the check first sums the tensor: a sum that overflows (finite entries) must still pass,
+    # and one bad entry among large finite ones must still be named
+    big = torch.full((8, 3), 3e38)  # float32: the sum overflows to inf
+    geom = otcore.Geometry(big)
+    assert torch.equal(geom.cost_matrix, big)
+    want = "NaN" if math.isnan(bad) else "inf"
+    with pytest.raises(ValueError, match=f"`cost_matrix` contains {want}"):
+        otcore.Geometry(_nan_at(big, bad))
+    with pytest.raises(ValueError, match=f"`cost_matrix` contains {want}"):
+        otcore.Geometry(_nan_at(torch.rand(64, 4096), bad))
+
+
 def test_mismatched_shapes(xy):
     x, y = xy
     with pytest.raises(ValueError, match="same dimension d"):
