@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 
@@ -65,6 +65,17 @@ def _lazy(t: torch.Tensor) -> Any:
     return LazyTensor(t)
 
 
+class _Snapshot(NamedTuple):
+    """The last exact fast-path reduction of a dense geometry (see ``Geometry.lse``)."""
+
+    eps: torch.Tensor  # (B,) the ε it was taken at
+    T: torch.Tensor  # (B, n, m) exp(−C/ε + rows ⊕ cols)
+    rows: torch.Tensor  # (B, n)
+    cols: torch.Tensor  # (B, m)
+    t_max: float  # bound on the log of every entry of T
+    version: int  # the cost tensor's version counter (in-place edits invalidate)
+
+
 class Geometry:
     """A dense cost matrix ``C`` of shape (n, m) or (B, n, m).
 
@@ -81,9 +92,7 @@ class Geometry:
     """
 
     backend: str = "dense"
-    # (ε, T = exp(−C/ε + rows ⊕ cols), rows, cols, log max entry bound, cost version) of the
-    # last exact fast-path reduction
-    _snap: tuple | None = None
+    _snap: _Snapshot | None = None
     _fast_eps: torch.Tensor | None = None  # the ε of the last fast-path call
 
     def __init__(self, cost_matrix: torch.Tensor, *, scale_cost: ScaleCost = None) -> None:
@@ -235,20 +244,20 @@ class Geometry:
             # above, and t_max bounds the log of every entry.
             t_max = float(out.amax())
             if t_max < hi:
-                self._snap = (eps, T, rows, cols, t_max, self._C_raw._version)
+                self._snap = _Snapshot(eps, T, rows, cols, t_max, self._C_raw._version)
         return out.sub_(shift)
 
-    def _snapshot_at(self, eps: torch.Tensor):
+    def _snapshot_at(self, eps: torch.Tensor) -> _Snapshot | None:
         """The kernel snapshot taken at this ε (and this cost, unmodified), or None."""
         snap = self._snap
-        if snap is None or snap[5] != self._C_raw._version:
+        if snap is None or snap.version != self._C_raw._version:
             return None
-        if not (snap[0] is eps or torch.equal(snap[0], eps)):
+        if not (snap.eps is eps or torch.equal(snap.eps, eps)):
             return None
         return snap
 
     def _snapshot_product(
-        self, snap: tuple, d: torch.Tensor, vec: torch.Tensor | None, axis: int
+        self, snap: _Snapshot, d: torch.Tensor, vec: torch.Tensor | None, axis: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """``T @ (exp(d − max d) ⊙ vec)`` along ``axis`` with the reduced masses' logs.
 
@@ -258,7 +267,7 @@ class Geometry:
         exp(d − max d) flushed to 0 below the smallest normal number (at most
         k·e^(t_max)·tiny in all, t_max bounding the log of T's entries).
         """
-        T, t_max = snap[1], snap[4]
+        T, t_max = snap.T, snap.t_max
         tiny = torch.finfo(T.dtype).tiny
         top = d.amax(-1, keepdim=True)
         w = (d - top).exp_()
@@ -278,7 +287,7 @@ class Geometry:
         snap = self._snapshot_at(eps)
         if snap is None:
             return None
-        rows, cols = snap[2], snap[3]
+        rows, cols = snap.rows, snap.cols
         ref, other = (cols, rows) if axis == 1 else (rows, cols)
         got = self._snapshot_product(snap, h - ref, None, axis)
         if got is None:
@@ -304,7 +313,7 @@ class Geometry:
         ):
             snap = self._snapshot_at(eps)
             if snap is not None:  # P = e^(u − r) T e^(v − c), T the snapshot
-                rows, cols = snap[2], snap[3]
+                rows, cols = snap.rows, snap.cols
                 if axis == 1:  # reduce over j: v enters the product, u scales its rows
                     d_in, d_out = v - cols, u - rows
                 else:
