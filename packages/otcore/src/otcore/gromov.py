@@ -499,8 +499,8 @@ def gromov_wasserstein(
     n_inner = 0
     done = torch.zeros(Bn, dtype=torch.bool, device=dev)
     stalled = torch.zeros(Bn, dtype=torch.bool, device=dev)
-    tau = 1.0  # damping of the linearisation, lowered to DAMPING once the cost oscillates
-    damped_from = None  # index in ``costs`` of the first cost from a damped linearisation
+    # index in ``costs`` of the first cost from a damped linearisation (None: undamped)
+    damped_from = None
     lin_st = st  # the state whose linearisation the next step solves
     unb = (lambda t: t) if batched else (lambda t: t[0])
     if final_inner_tol is not None:
@@ -550,18 +550,17 @@ def gromov_wasserstein(
                 scale = tol * cost.abs().clamp_min(torch.finfo(dtype).tiny)
                 inner_ok = torch.as_tensor(out.converged, device=dev).reshape(-1)
                 done = ((cost - costs[-1]).abs() <= scale) & inner_ok
-                if len(costs) >= 2 + len(levels):
-                    d = (cost - costs[-1], costs[-1] - costs[-2])
-                    if tau == 1.0 and len(costs) >= 3 + len(levels):
-                        swings = (d[0] * d[1] < 0) & (d[1] * (costs[-2] - costs[-3]) < 0)
-                        if bool((swings & ~done).any()):  # the cost oscillates: damp
-                            tau, damped_from = DAMPING, len(costs) + 1
-                    elif damped_from is not None and len(costs) >= damped_from + 2:
-                        # a period-2 cycle among damped costs only: stop
-                        cycling = ((cost - costs[-2]).abs() <= scale) & inner_ok & ~done
-                        stalled = stalled | cycling
+                if damped_from is None and len(costs) >= 3 + len(levels):
+                    step, prev = cost - costs[-1], costs[-1] - costs[-2]
+                    swings = (step * prev < 0) & (prev * (costs[-2] - costs[-3]) < 0)
+                    if bool((swings & ~done).any()):  # the cost oscillates: damp from now on
+                        damped_from = len(costs) + 1
+                elif damped_from is not None and len(costs) >= damped_from + 2:
+                    # a period-2 cycle among damped costs only: stop
+                    cycling = ((cost - costs[-2]).abs() <= scale) & inner_ok & ~done
+                    stalled = stalled | cycling
             costs.append(cost)
-            lin_st = new if tau == 1.0 else quad.damp(lin_st, new, tau)
+            lin_st = new if damped_from is None else quad.damp(lin_st, new, DAMPING)
             st = new
             if progress:
                 it_range.set_postfix(cost=f"{float(cost.mean()):.4g}")
