@@ -225,11 +225,11 @@ class Geometry:
         self._snap = None  # the buffer is about to be overwritten
         rows, cols = (shift, h) if axis == 1 else (h, shift)
         # −C/ε is kept for small problems and once an ε comes back (no snapshot answered it)
-        reused = self._fast_eps is eps or self._C_raw.numel() < _SNAPSHOT_MIN_ENTRIES
-        C = self._neg_scaled(eps) if reused else self._C_raw.detach()
+        keep_scaled = self._fast_eps is eps or self._C_raw.numel() < _SNAPSHOT_MIN_ENTRIES
+        C = self._neg_scaled(eps) if keep_scaled else self._C_raw.detach()
         if self._buf is None or self._buf.shape != C.shape:
             self._buf = torch.empty_like(C)
-        if reused:
+        if keep_scaled:
             T = torch.add(C, rows.unsqueeze(2), out=self._buf)
         else:  # first call at this ε (often the only one, with snapshots): one pass over C
             factor = -1.0 / eps if self._scale is None else -self._scale / eps
@@ -283,7 +283,8 @@ class Geometry:
             return None
         return log_mass, (prod[..., 1:] if vec is not None else None), top
 
-    def _snapshot_lse(self, eps: torch.Tensor, h: torch.Tensor, axis: int):
+    def _snapshot_lse(self, eps: torch.Tensor, h: torch.Tensor, axis: int) -> torch.Tensor | None:
+        """``lse`` answered by one product on the snapshot at this ε, or None."""
         snap = self._snapshot_at(eps)
         if snap is None:
             return None
