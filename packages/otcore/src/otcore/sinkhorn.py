@@ -529,13 +529,10 @@ def _newton(geom, A, Bw, eps, g, tol, errors, max_steps):
         M = M + qh[:, :, None] * qh[:, None, :] / qh.sum(-1)[:, None, None]
         ridge = NEWTON_RIDGE * torch.finfo(P.dtype).eps
         M.diagonal(dim1=1, dim2=2).add_(ridge * qh.amax(-1, keepdim=True))
-        if not bool(torch.isfinite(M).all()):
-            return f, g, None, steps
         L, info = torch.linalg.cholesky_ex(M)  # M is positive definite (see above)
-        if bool(((info != 0) & active).any()):
-            return f, g, None, steps
         dg = torch.cholesky_solve((ec * (Bw - q)).to(hdt).unsqueeze(-1), L)[..., 0]
-        if not bool(torch.isfinite(dg).all()):
+        # one host check for a failed factorisation or a non-finite step (NaN in M ends here)
+        if bool(((info != 0) & active).any() | ~torch.isfinite(dg).all()):
             return f, g, None, steps
         dg = dg.to(g.dtype) * active[:, None]
         step = torch.ones_like(err)[:, None]
