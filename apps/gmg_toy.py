@@ -59,12 +59,15 @@ def mlp(seed: int) -> torch.nn.Module:
     )
 
 
-def regulariser(kind: str, x: torch.Tensor, y: torch.Tensor, cost: str) -> torch.Tensor:
+def regulariser(
+    kind: str, x: torch.Tensor, y: torch.Tensor, cost: str, **gmg_kwargs
+) -> torch.Tensor:
+    """R(T) on a batch; ``gmg_kwargs`` (``epsilon0``, ``start``) go to the GMG."""
     if kind == "none":
         return torch.zeros((), dtype=y.dtype)
     if kind == "dst":
         return otcore.distortion(x, y, cost)
-    return otcore.gromov_monge_gap(x, y, cost)
+    return otcore.gromov_monge_gap(x, y, cost, **gmg_kwargs)
 
 
 @dataclass
@@ -85,15 +88,20 @@ def fit(
     lam: float = 10.0,
     seed: int = 0,
     progress: bool = False,
+    **gmg_kwargs,
 ) -> Fit:
-    """Fit one map; return it with its distortion and divergence on 1000 fresh points."""
+    """Fit one map; return it with its distortion and divergence on 1000 fresh points.
+
+    ``gmg_kwargs`` (``epsilon0``, ``start``) go to :func:`otcore.gromov_monge_gap`."""
     g = torch.Generator().manual_seed(seed)
     model = mlp(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in tqdm(range(steps), desc=f"{cost}/{reg}", disable=not progress, leave=False):
         x, y = sample_source(n, g), sample_target(n, cost, g)
         tx = model(x)
-        loss = otcore.sinkhorn_divergence(tx, y, epsilon=0.01) + lam * regulariser(reg, x, tx, cost)
+        loss = otcore.sinkhorn_divergence(tx, y, epsilon=0.01) + lam * regulariser(
+            reg, x, tx, cost, **gmg_kwargs
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -17,7 +17,15 @@ Conventions (shared by every function of the package):
 
 from otcore.costs import Cosine, Cost, Dot, Euclidean, SqEuclidean, get_cost
 from otcore.divergence import sinkhorn_divergence
-from otcore.gaps import GMGParts, distortion, gromov_monge_gap, monge_gap, pairwise_cost
+from otcore.gaps import (
+    DEFAULT_EPSILON0,
+    STARTS,
+    GMGParts,
+    distortion,
+    gromov_monge_gap,
+    monge_gap,
+    pairwise_cost,
+)
 from otcore.geometry import Geometry, PointCloud, keops_available
 from otcore.gromov import GWOutput, gromov_wasserstein
 from otcore.lowrank import LowRankGeometry
@@ -43,6 +51,8 @@ from otcore.univariate import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_EPSILON0",
+    "STARTS",
     "ConvergenceWarning",
     "Cosine",
     "Cost",

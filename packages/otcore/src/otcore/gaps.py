@@ -38,7 +38,14 @@ from otcore.geometry import Geometry, PointCloud
 from otcore.gromov import GWOutput, gromov_wasserstein
 from otcore.sinkhorn import SinkhornOutput, sinkhorn
 
-__all__ = ["GMGParts", "distortion", "gromov_monge_gap", "monge_gap", "pairwise_cost"]
+__all__ = [
+    "STARTS",
+    "GMGParts",
+    "distortion",
+    "gromov_monge_gap",
+    "monge_gap",
+    "pairwise_cost",
+]
 
 #: Default ε0 of :func:`gromov_monge_gap`. The paper's ε0 values are not stated in the
 #: sources available to us (``papers/gmg.md`` §1.6); 0.01 is the largest value of the grid
@@ -169,20 +176,30 @@ def monge_gap(
     return (gap, out) if return_output else gap
 
 
+#: The starts of the GW solve inside :func:`gromov_monge_gap` (see its docstring).
+STARTS: tuple[str, ...] = ("best", "product", "identity")
+Start = Literal["best", "product", "identity"]
+
+
 @dataclass(frozen=True, eq=False)
 class GMGParts:
     """The Gromov-Monge gap and its parts (for logging).
 
     Attributes:
-        value: () or (B,) GMG = distortion − gw_value (≤ distortion; ≥ 0 up to the ε bias).
+        value: () or (B,) GMG = distortion − gw_value (≤ distortion; ≥ −ε log n).
         distortion: () or (B,) DST (no ½).
         gw_value: () or (B,) E(P*), the quadratic GW objective at the frozen coupling.
         plan: (n, n) or (B, n, n) the coupling P* used (detached).
-        gw: the full :class:`~otcore.GWOutput` of the solve (convergence info; its ``value``
-            and ``plan()`` are the solver's, which differ from ``gw_value`` and ``plan`` where
-            ``fell_back``).
-        fell_back: () or (B,) bool, True where the solver ended at a larger regularised cost
-            than the map's own coupling (1/n)·I and that coupling was used (GMG = 0).
+        gw: the :class:`~otcore.GWOutput` of the solve. With ``start="best"`` the two solves
+            run as one batch: its per-problem fields have a leading axis of 2 (index 0: the
+            solve started from a⊗b, index 1: from (1/n)·I), before any batch axis of x.
+        epsilon: () or (B,) the absolute ε = ε0·mean(Cx)·mean(Cy) of the solve.
+        from_identity: () or (B,) bool, True where the coupling came from the solve started at
+            the map's own coupling (1/n)·I (always with ``start="identity"``, never with
+            ``"product"``).
+        fell_back: () or (B,) bool, True where every solve ended at a larger regularised cost
+            than the map's own coupling (1/n)·I and that coupling was used (GMG = 0, zero
+            gradient). Never with ``start="product"``.
     """
 
     value: torch.Tensor
@@ -190,6 +207,8 @@ class GMGParts:
     gw_value: torch.Tensor
     plan: torch.Tensor
     gw: GWOutput
+    epsilon: torch.Tensor
+    from_identity: torch.Tensor
     fell_back: torch.Tensor
 
 
@@ -200,6 +219,7 @@ def gromov_monge_gap(
     cost_y: str | Cost | None = None,
     *,
     epsilon0: float = DEFAULT_EPSILON0,
+    start: Start = "best",
     detach_reference: bool = False,
     return_parts: bool = False,
     **gw_kwargs,
@@ -207,31 +227,44 @@ def gromov_monge_gap(
     """Gromov-Monge gap GMG = DST − GW of the map x_i ↦ y_i (no ½; twice the paper's value).
 
     Uscidda, Eyring, Roth, Theis, Akata & Cuturi (ICLR 2025), GMG_r(T) = DST_r(T) −
-    GW(r, T♯r), estimated on a batch (``papers/gmg.md`` §1.4): Cx, Cy are the n × n costs of
-    the reference points and of their images; the entropic GW coupling P* is solved at
-    ε = ε0·mean(Cx)·mean(Cy) (stop-gradient, Algorithm 1 with stat = mean) and frozen, so
-    gradients are the envelope (Danskin) gradient of E(P*) (OTT-JAX convention). The GW
-    solver starts from the map's own coupling (1/n)·I (whose objective is DST) and, should the
-    (non-monotone) mirror descent end at a larger regularised cost E + ε KL than that start,
-    keeps the start (GMG = 0, zero gradient; ``fell_back`` in the parts); so with the default
-    start and uniform weights GMG ≤ DST and GMG ≥ −ε log n (the entropic bias); GMG ≈ 0 for a
-    Gromov-Monge-optimal map such as an isometry, even when DST > 0 is unavoidable.
+    GW(r, T♯r) (§3, eq. 6), estimated on a batch as in their Algorithm 1: Cx, Cy are the
+    n × n costs of the reference points and of their images; the entropic GW coupling P* is
+    solved at ε = ε0·mean(Cx)·mean(Cy) (stop-gradient, stat = mean) and frozen, so gradients
+    are the envelope (Danskin) gradient of E(P*).
 
-    ε0 matters: with our (no-½) convention the entropic coupling is only sharp for
-    ε0 ≲ 0.01 (at ε0 = 0.1 the coupling of an exact isometry keeps ~10 % of its mass on the
-    diagonal for n = 64, see ``docs/GMG_TOY.md``), so the default is 0.01.
+    The GW problem is not convex, so P* depends on where the mirror descent starts:
+
+    * ``"product"``: from a⊗b, the paper's estimator (OTT-JAX's default start). It can end
+      in a poor stationary point of a map whose own coupling is nearly optimal (a trained
+      decoder): then E(P*) > DST and GMG < 0 well below the entropic bias −ε log n.
+    * ``"identity"``: from the map's own coupling (1/n)·I, whose objective is DST; the
+      descent may stay in that basin when a far better coupling exists (a shuffled
+      isometry, GW = 0, can report GMG ≈ DST/2), underestimating the gap.
+    * ``"best"`` (default; ours, not the paper's): both solves, run as one batch, and per
+      problem the coupling with the lower regularised objective E + ε KL(P ‖ a⊗b): the
+      better estimate of the entropic GW problem the paper defines.
+
+    With ``"identity"`` and ``"best"``, should every solve end above the regularised cost
+    of (1/n)·I itself (DST + ε log n), that coupling is kept (``fell_back``: GMG = 0, zero
+    gradient). Bounds, uniform weights: with ``"identity"`` or ``"best"``, −ε log n ≤ GMG
+    ≤ DST (the chosen P* has E(P*) + ε KL ≤ DST + ε log n and E ≥ 0), and ``"best"`` is ≥
+    either single start; with ``"product"`` only GMG ≤ DST holds. ``"best"`` doubles the
+    work of one solve (batched, so less than twice the time).
+
+    ε0 matters: with our (no-½) convention the entropic coupling is only sharp for small ε0
+    (``docs/EXPERIMENTS_GMG.md`` measures ε0 ∈ [0.003, 1]).
 
     Args:
         x: (n, dx) or (B, n, dx) reference points (flatten images first: (n, C·H·W)).
         y: (n, dy) or (B, n, dy) their images under the map, or the map (called on ``x``).
         cost_x: cost within the reference space: ``"sqeuclidean"``, ``"scaled_sqeuclidean"``,
             ``"cosine"`` or any :class:`~otcore.Cost`; ``cost_y=None`` uses the same.
-        epsilon0: ε0 > 0 of ε = ε0·mean(Cx)·mean(Cy) (default 0.01; the paper's values are
-            not in the sources available to us, ``papers/gmg.md`` §1.6).
+        epsilon0: ε0 > 0 of ε = ε0·mean(Cx)·mean(Cy) (default :data:`DEFAULT_EPSILON0`).
+        start: ``"best"``, ``"product"`` or ``"identity"``, as above.
         detach_reference: stop gradients into ``x`` (the reference treated as a fixed sample).
-        return_parts: return a :class:`GMGParts` (value, distortion, gw_value, plan, gw).
-        **gw_kwargs: passed to :func:`~otcore.gromov_wasserstein` (tol, max_iter, init, ...;
-            defaults here: ``init`` = (1/n)·I, ``min_iter=2``, ``warn=False``).
+        return_parts: return a :class:`GMGParts` (value, distortion, gw_value, plan, ...).
+        **gw_kwargs: passed to :func:`~otcore.gromov_wasserstein` (tol, max_iter, ...; here
+            ``min_iter=2`` and ``warn=False`` unless given). ``init`` is set by ``start``.
 
     Returns:
         () or (B,) tensor (or :class:`GMGParts`), differentiable in y (and x unless detached).
@@ -240,10 +273,16 @@ def gromov_monge_gap(
         >>> import torch, otcore
         >>> x = torch.randn(64, 10, dtype=torch.float64)
         >>> Q = torch.linalg.qr(torch.randn(10, 10, dtype=torch.float64))[0]
-        >>> parts = otcore.gromov_monge_gap(x, x @ Q, return_parts=True)  # an isometry
-        >>> bool(abs(parts.value) < 1e-4 * otcore.distortion(x, x[torch.randperm(64)]))
-        True
+        >>> iso = otcore.gromov_monge_gap(x, x @ Q)  # an isometry: GMG ≈ 0 (≥ −ε log n)
+        >>> shuffled = otcore.gromov_monge_gap(x, (x @ Q)[torch.randperm(64)])  # GW = 0 too
+        >>> bool(abs(iso) < 1e-4 * shuffled), bool(shuffled > 0.95 * otcore.distortion(
+        ...     x, (x @ Q)[torch.randperm(64)]))
+        (True, True)
     """
+    if start not in STARTS:
+        raise ValueError(f"`start` must be one of {STARTS}, got {start!r}.")
+    if "init" in gw_kwargs:
+        raise TypeError("`init` is set by `start` ('best', 'product' or 'identity').")
     x, y, cx, cy = _pair(x, y, cost_x, cost_y)
     if detach_reference:
         x = x.detach()
@@ -251,29 +290,58 @@ def gromov_monge_gap(
     dst = ((Cx - Cy) ** 2).mean((-1, -2))
     gw_kwargs.setdefault("warn", False)
     gw_kwargs.setdefault("min_iter", 2)
-    from_identity = "init" not in gw_kwargs
     n = x.shape[-2]
-    eye = torch.eye(n, dtype=x.dtype, device=x.device) / n
-    if from_identity:  # the map's own coupling (1/n)·I
-        gw_kwargs["init"] = eye.expand(Cx.shape) if Cx.ndim == 3 else eye
+    eye = torch.eye(n, dtype=Cx.dtype, device=Cx.device) / n
+    product = torch.full_like(eye, 1.0 / n**2)
+    batch = Cx.shape[:-2]
+    starts = {"best": (product, eye), "product": (product,), "identity": (eye,)}[start]
+    k = len(starts)
+    # the k solves (and any batch of x) as one batch: problem index = start · B + b
+    init = torch.stack([s.expand(*batch, n, n) for s in starts]).reshape(-1, n, n)
+    Cxk = Cx.expand(k, *Cx.shape).reshape(-1, n, n)
+    Cyk = Cy.expand(k, *Cy.shape).reshape(-1, n, n)
     gw = gromov_wasserstein(
-        Geometry(Cx), Geometry(Cy), epsilon=epsilon0, relative_epsilon="mean", **gw_kwargs
+        Geometry(Cxk),
+        Geometry(Cyk),
+        epsilon=epsilon0,
+        relative_epsilon="mean",
+        init=init,
+        **gw_kwargs,
     )
-    gw_value = gw.value
-    plan = gw.plan().detach() if return_parts else None
-    worse = torch.zeros_like(dst, dtype=torch.bool)
-    if from_identity:
-        # Mirror descent is not monotone: if it ends at a coupling whose regularised cost
-        # E + ε KL exceeds the starting coupling's (DST + ε log n), the start is the better
-        # solution of the entropic problem, so it is used (GMG = 0 there, zero gradient).
-        worse = gw.reg_value.detach() > dst.detach() + gw.epsilon * math.log(n)
-        if bool(worse.any()):
-            gw_value = torch.where(worse, dst, gw_value)
+    per = (k, *batch)
+    values, regs = gw.value.view(per), gw.reg_value.detach().view(per)
+    eps = gw.epsilon.view(per)[0]
+    pick = regs.argmin(0)  # index into ``starts``
+    gw_value = values.gather(0, pick.unsqueeze(0)).squeeze(0)
+    plan = None
+    if return_parts:
+        plans = gw.plan().detach().view(*per, n, n)
+        idx = pick[None, ..., None, None].expand(1, *batch, n, n)
+        plan = plans.gather(0, idx).squeeze(0)
+    from_identity = (
+        (pick == k - 1) if start != "product" else torch.zeros_like(pick, dtype=torch.bool)
+    )
+    fell_back = torch.zeros_like(from_identity)
+    if start != "product":
+        # Mirror descent is not monotone: if every solve ends at a coupling whose regularised
+        # cost E + ε KL exceeds that of the map's own coupling (DST + ε log n), that
+        # coupling is the better solution of the entropic problem (GMG = 0, zero gradient).
+        best_reg = regs.gather(0, pick.unsqueeze(0)).squeeze(0)
+        fell_back = best_reg > dst.detach() + eps * math.log(n)
+        if bool(fell_back.any()):
+            gw_value = torch.where(fell_back, dst, gw_value)
             if plan is not None:
-                plan = torch.where(worse[..., None, None], eye, plan)
+                plan = torch.where(fell_back[..., None, None], eye, plan)
     value = dst - gw_value
     if not return_parts:
         return value
     return GMGParts(
-        value=value, distortion=dst, gw_value=gw_value, plan=plan, gw=gw, fell_back=worse
+        value=value,
+        distortion=dst,
+        gw_value=gw_value,
+        plan=plan,
+        gw=gw,
+        epsilon=eps,
+        from_identity=from_identity,
+        fell_back=fell_back,
     )

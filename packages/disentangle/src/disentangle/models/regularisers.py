@@ -4,7 +4,9 @@ Uscidda et al., *Disentangled Representation Learning with the Gromov-Monge Gap*
 (arXiv 2407.07829), §3: a VAE is regularised by λ·R(T) where T is the encoder (reference: the data
 batch) or the decoder (reference: the encoded batch) and R is
 
-- ``"gmg"``: the Gromov-Monge gap GMG = DST − GW (eq. 3.2), via :func:`otcore.gromov_monge_gap`;
+- ``"gmg"``: the Gromov-Monge gap GMG = DST − GW (eq. 3.2), via :func:`otcore.gromov_monge_gap`
+  (``start`` chooses where its non-convex GW solve starts; default: the better of a⊗b and the
+  map's own coupling);
 - ``"dst"``: the distortion DST (eq. 3.1), via :func:`otcore.distortion`;
 - ``"jacobian"``: a Jacobian isometry penalty in the style of Lee et al. (ICLR 2022), computed here
   with forward- or reverse-mode products (no OT involved).
@@ -99,6 +101,8 @@ class GeometricRegulariser:
     weight: λ ≥ 0.
     epsilon0: relative entropic regularisation of the GW solve, ε = ε0·mean(Cx)·mean(Cy)
         (GMG paper, Algorithm 1); GMG only.
+    start: where the GW solve starts (``"best"``, ``"product"`` — the paper's a⊗b — or
+        ``"identity"``), see :func:`otcore.gromov_monge_gap`; GMG only.
     detach_reference: treat the reference cost matrix Cx as a constant (no gradient through the
         reference points; the GMG brief's default).
     """
@@ -109,8 +113,9 @@ class GeometricRegulariser:
         side: Side = "decoder",
         cost: Cost = "cosine",
         weight: float = 1.0,
-        epsilon0: float = 0.01,
+        epsilon0: float = otcore.DEFAULT_EPSILON0,
         detach_reference: bool = True,
+        start: otcore.gaps.Start = "best",
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
@@ -122,14 +127,17 @@ class GeometricRegulariser:
             raise ValueError(f"weight: λ must be ≥ 0, got {weight}")
         if not epsilon0 > 0:
             raise ValueError(f"epsilon0: must be > 0, got {epsilon0}")
+        if start not in otcore.STARTS:
+            raise ValueError(f"start: expected one of {otcore.STARTS}, got {start!r}")
         self.kind, self.side, self.cost = kind, side, cost
         self.weight, self.epsilon0, self.detach_reference = weight, epsilon0, detach_reference
+        self.start = start
 
     def __repr__(self) -> str:
         return (
             f"GeometricRegulariser(kind={self.kind!r}, side={self.side!r}, cost={self.cost!r}, "
             f"weight={self.weight}, epsilon0={self.epsilon0}, "
-            f"detach_reference={self.detach_reference})"
+            f"detach_reference={self.detach_reference}, start={self.start!r})"
         )
 
     def measure(
@@ -143,18 +151,42 @@ class GeometricRegulariser:
         ``image`` may be passed when already computed (the decoder's reconstructions), saving a
         forward pass. Needs n ≥ 2 points.
         """
+        return self.measure_with_logs(fn, reference, image)[0]
+
+    def measure_with_logs(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        reference: torch.Tensor,
+        image: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`measure` and its diagnostics (detached scalars).
+
+        Diagnostics of GMG: ``dst`` (its distortion), ``gw`` (E(P*)), ``epsilon`` (the absolute
+        ε of the solve), ``fell_back`` and ``from_identity`` (1.0 or 0.0, see
+        :class:`otcore.GMGParts`); of DST and the Jacobian penalty: none.
+        """
         if reference.shape[0] < 2:
             raise ValueError(
                 f"reference: the {self.kind} regulariser needs a batch of at least 2 points, "
                 f"got {reference.shape[0]}"
             )
         if self.kind == "jacobian":
-            return jacobian_isometry(fn, reference, self.cost)
+            return jacobian_isometry(fn, reference, self.cost), {}
         if image is None:
             image = fn(reference)
         x = _flat(reference)
         x = x.detach() if self.detach_reference else x
         y = _flat(image)
-        if self.kind == "gmg":
-            return otcore.gromov_monge_gap(x, y, cost_x=self.cost, epsilon0=self.epsilon0)
-        return otcore.distortion(x, y, cost_x=self.cost, cost_y=self.cost)
+        if self.kind == "dst":
+            return otcore.distortion(x, y, cost_x=self.cost, cost_y=self.cost), {}
+        parts = otcore.gromov_monge_gap(
+            x, y, cost_x=self.cost, epsilon0=self.epsilon0, start=self.start, return_parts=True
+        )
+        logs = {
+            "dst": parts.distortion.detach(),
+            "gw": parts.gw_value.detach(),
+            "epsilon": parts.epsilon.detach(),
+            "fell_back": parts.fell_back.to(parts.value.dtype),
+            "from_identity": parts.from_identity.to(parts.value.dtype),
+        }
+        return parts.value, logs

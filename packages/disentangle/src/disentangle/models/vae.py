@@ -155,11 +155,39 @@ class VAE(nn.Module):
         if reg is not None:
             if reg.side == "decoder":
                 image = None if reg.kind == "jacobian" else torch.sigmoid(logits)
-                value = reg.measure(self.decode, z, image)
+                value, logs = reg.measure_with_logs(self.decode, z, image)
             else:
-                value = reg.measure(self._encoder_mean, x, None if reg.kind == "jacobian" else mean)
+                image = None if reg.kind == "jacobian" else mean
+                value, logs = reg.measure_with_logs(self._encoder_mean, x, image)
             out[reg.kind] = value
+            out.update({f"{reg.kind}_{k}": v for k, v in logs.items()})
             if reg.weight > 0:
                 loss = loss + reg.weight * value
         out["loss"] = loss
         return out
+
+    def gradient_probe(self, out: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The regulariser's share of the gradient norm on the network it regularises.
+
+        Called by :func:`~disentangle.train.fit` on logged steps, after ``forward`` and before
+        the backward pass (the graph is kept). With θ the parameters of the regularised side
+        (decoder or encoder), g_R = ∇_θ λR and g_o = ∇_θ (loss − λR):
+        ``reg_grad_share`` = ‖g_R‖ / (‖g_R‖ + ‖g_o‖) ∈ [0, 1] (0.5: equal norms). Empty without
+        a weighted regulariser.
+        """
+        reg = self.regulariser
+        if reg is None or reg.weight == 0 or not out[reg.kind].requires_grad:
+            return {}
+        params = [p for p in (self.decoder if reg.side == "decoder" else self.encoder).parameters()]
+        weighted = reg.weight * out[reg.kind]
+        g_reg = torch.autograd.grad(weighted, params, retain_graph=True, allow_unused=True)
+        g_all = torch.autograd.grad(out["loss"], params, retain_graph=True, allow_unused=True)
+        norm_reg, norm_other = 0.0, 0.0
+        for p, gr, ga in zip(params, g_reg, g_all):
+            gr = torch.zeros_like(p) if gr is None else gr
+            ga = torch.zeros_like(p) if ga is None else ga
+            norm_reg += float(gr.double().pow(2).sum())
+            norm_other += float((ga - gr).double().pow(2).sum())
+        norm_reg, norm_other = norm_reg**0.5, norm_other**0.5
+        total = norm_reg + norm_other
+        return {"reg_grad_share": norm_reg / total if total > 0 else 0.0}

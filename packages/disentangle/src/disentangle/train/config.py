@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import otcore
+
 __all__ = [
     "PRESETS",
     "SEQUENCE_KINDS",
@@ -119,11 +121,14 @@ class RegulariserConfig:
     weight: float = 5000.0
     """λ ≥ 0, weight of the regulariser (paper's grid not public; 5000 puts the decoder-GMG
     gradient at ~10% of the reconstruction gradient, measured at step 500 of the quick run)."""
-    epsilon0: float = 0.01
+    epsilon0: float = otcore.DEFAULT_EPSILON0
     """GW entropic regularisation ε = ε0·mean(Cx)·mean(Cy) (GMG only; the paper's ε0 is not
-    public; at 0.1 the blurred plan pushes the GMG of an exact isometry well below 0)."""
+    public; chosen by measurement, docs/EXPERIMENTS_GMG.md)."""
     detach_reference: bool = True
     """No gradient through the reference points' cost matrix."""
+    start: Literal["best", "product", "identity"] = "best"
+    """Where the GMG's GW solve starts: "best" of the two below (lower regularised objective),
+    "product" (a⊗b, the paper's) or "identity" (the map's own coupling); GMG only."""
 
 
 @dataclass
@@ -185,6 +190,13 @@ class EvalConfig:
     """Training votes of BetaVAE/FactorVAE (eval: half of it; None: the preset's, 10 000)."""
     images: bool = True
     """Write traversal, reconstruction and curve PNGs."""
+    geometry_batches: int = 6
+    """Fixed held-out batches (of train.batch_size images) on which the decoder's and the
+    encoder's DST and GMG are measured at every evaluation (0: skip)."""
+    geometry_epsilon0: float = 0.001
+    """ε0 of those held-out GMG estimates (float64, best of both starts: near-unbiased)."""
+    geometry_cost: Literal["sqeuclidean", "scaled_sqeuclidean", "cosine"] | None = None
+    """Cost of the held-out DST and GMG (None: the regulariser's cost)."""
 
 
 @dataclass
@@ -387,6 +399,11 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
     for name in ("num_train", "num_test", "num_sampled"):
         value = getattr(e, name)
         _check(value is None or value >= 2, f"eval.{name}", f"must be ≥ 2, got {value}")
+    _check(r.start in otcore.STARTS, "regulariser.start", f"unknown start {r.start!r}")
+    _check(e.geometry_batches >= 0, "eval.geometry_batches", f"got {e.geometry_batches}")
+    _check(e.geometry_epsilon0 > 0, "eval.geometry_epsilon0", f"got {e.geometry_epsilon0}")
+    if e.geometry_batches:
+        _check(t.batch_size >= 2, "train.batch_size", "the held-out GMG needs batches of ≥ 2")
     return cfg
 
 

@@ -4,7 +4,9 @@
 engine of ``apps/evaluate.py``. It scores ``model.represent`` (the posterior means, as in the HFS
 and GMG papers) with ``dismetrics.evaluate`` for the sampling and array metrics and with
 ``dismetrics.score`` on one encoded sample for the codebase variants (``dci_hfs``: the HFS repo's
-min-max-scaled DCI-D, ``mig_hfs``). Every draw is seeded: the same model gives the same scores.
+min-max-scaled DCI-D, ``mig_hfs``), and with a :class:`~disentangle.train.geometry.GeometryProbe`
+the decoder's and encoder's DST and GMG on fixed batches (``geometry.*``). Every draw is seeded:
+the same model gives the same scores.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from disentangle.train.config import EvalConfig
+from disentangle.train.geometry import GeometryProbe
 
 __all__ = ["Evaluator", "headline"]
 
@@ -42,9 +45,17 @@ class Evaluator:
     cfg: which metrics, which dismetrics preset and sample sizes.
     seed: seed of every draw of the evaluation.
     batch_size: images per ``represent`` call.
+    geometry: also report the held-out DST/GMG of this probe (``geometry.<side>.<gmg|dst>``).
     """
 
-    def __init__(self, data: Any, cfg: EvalConfig, seed: int = 0, batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        data: Any,
+        cfg: EvalConfig,
+        seed: int = 0,
+        batch_size: int = 256,
+        geometry: GeometryProbe | None = None,
+    ) -> None:
         import dismetrics  # sklearn/scipy: imported only when an evaluation is built
 
         names = list(cfg.metrics)
@@ -53,6 +64,7 @@ class Evaluator:
         if unknown:
             raise ValueError(f"eval.metrics: unknown {unknown}; choose from {sorted(known)}")
         self.data, self.seed, self.batch_size = data, seed, batch_size
+        self.geometry = geometry
         self.standard = [m for m in names if m in dismetrics.ALL_METRICS]
         self.variants = [m for m in names if m in dismetrics.VARIANT_METRICS]
         preset = dismetrics.PRESETS[cfg.preset]
@@ -89,7 +101,7 @@ class Evaluator:
 
     def __call__(self, model: nn.Module, step: int = 0) -> dict[str, float]:
         """Flat headline scores ``{"<metric>.<key>": value}``; the full result goes to ``last``."""
-        if not self.standard and not self.variants:
+        if not self.standard and not self.variants and self.geometry is None:
             return {}
         import dismetrics
 
@@ -113,6 +125,8 @@ class Evaluator:
             )
             scores.update(res.scalars())
             full["variants"] = res.to_dict()
+        if self.geometry is not None:
+            scores.update(self.geometry(model))
         model.train(was_training)
         self.last = {"step": step, "scores": scores, "details": full}
         return scores

@@ -87,11 +87,15 @@ def fit(
     """Train ``model`` on ``dataset`` with Adam for ``cfg.steps`` steps; write logs to ``run_dir``.
 
     ``dataset[i]`` returns a tensor or a tuple of tensors; batches are collated by the default
-    DataLoader collate and passed to ``model(batch)``. ``evaluate(model, step)`` (main process,
-    model unwrapped, in eval mode) returns metrics logged as ``split="eval"`` every ``eval_every``
-    steps and at the end. With ``resume=True`` training continues from the newest complete
-    checkpoint under ``run_dir/checkpoints`` (from scratch if there is none). ``hparams`` go to
-    TensorBoard. ``num_workers`` DataLoader workers prepare the batches.
+    DataLoader collate and passed to ``model(batch)``. A model with a method
+    ``gradient_probe(out) -> dict[str, float]`` has it called on each logged step, between its
+    forward and backward passes (on the first micro-batch), and its values logged with the
+    losses (the VAE family logs its regulariser's share of the gradient norm).
+    ``evaluate(model, step)`` (main process, model unwrapped, in eval mode) returns metrics
+    logged as ``split="eval"`` every ``eval_every`` steps and at the end. With ``resume=True``
+    training continues from the newest complete checkpoint under ``run_dir/checkpoints`` (from
+    scratch if there is none). ``hparams`` go to TensorBoard. ``num_workers`` DataLoader
+    workers prepare the batches.
     """
     run_dir = Path(run_dir)
     accelerator = Accelerator(
@@ -148,6 +152,7 @@ def fit(
     batches = iter(loader)
     global_batch = cfg.batch_size * world * cfg.grad_accumulation
     unwrapped = accelerator.unwrap_model(model)
+    probe = getattr(unwrapped, "gradient_probe", None)
 
     def run_eval(step: int) -> dict[str, float]:
         values: dict[str, float] = {}
@@ -172,11 +177,15 @@ def fit(
     sums: dict[str, torch.Tensor] = {}
     n_since, t_since = 0, time.perf_counter()
     model.train()
+    probed: dict[str, float] = {}
     while state.step < cfg.steps:
-        for _ in range(cfg.grad_accumulation):
+        logged = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == cfg.steps
+        for micro in range(cfg.grad_accumulation):
             batch = send_to_device(next(batches), accelerator.device)
             with accelerator.accumulate(model):
                 out = model(batch)
+                if probe is not None and logged and micro == 0:
+                    probed = probe(out)
                 accelerator.backward(out["loss"])
                 optimizer.step()
                 optimizer.zero_grad()
@@ -191,6 +200,11 @@ def fit(
             keys = sorted(sums)
             means = accelerator.reduce(torch.stack([sums[k] for k in keys]) / n_since, "mean")
             last = dict(zip(keys, means.tolist()))
+            if probed:  # the probe's values of this step, averaged over processes
+                names = sorted(probed)
+                vals = torch.tensor([probed[k] for k in names], device=accelerator.device)
+                last.update(zip(names, accelerator.reduce(vals, "mean").tolist()))
+                probed = {}
             if not all(math.isfinite(v) for v in last.values()):
                 bad = [k for k, v in last.items() if not math.isfinite(v)]
                 raise FloatingPointError(

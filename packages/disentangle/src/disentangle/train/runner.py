@@ -29,6 +29,7 @@ from disentangle.models import VAE, GeometricRegulariser
 from disentangle.train.config import SEQUENCE_KINDS, Config, flatten, from_dict, validate
 from disentangle.train.evaluation import Evaluator, headline
 from disentangle.train.flow_evaluation import FlowEvaluator
+from disentangle.train.geometry import GeometryProbe
 from disentangle.train.history import read_history
 from disentangle.train.loop import fit, use_cpu
 from disentangle.train.state import latest_checkpoint
@@ -103,7 +104,13 @@ def build_model(
     reg = None
     if r.kind != "none":
         reg = GeometricRegulariser(
-            r.kind, r.side, r.cost, r.weight, r.epsilon0, detach_reference=r.detach_reference
+            r.kind,
+            r.side,
+            r.cost,
+            r.weight,
+            r.epsilon0,
+            detach_reference=r.detach_reference,
+            start=r.start,
         )
     return VAE(
         observation_shape,
@@ -192,12 +199,24 @@ def _write_images(model: VAE, data: Any, run_dir: Path, seed: int) -> list[str]:
 
 def build_evaluator(cfg: Config, data: Any, seed: int | None = None) -> Any:
     """The evaluation hook of a run: :class:`FlowEvaluator` on the eval split for sequence
-    models, otherwise the dismetrics :class:`Evaluator` on ``data`` (seed: ``train.seed``)."""
+    models, otherwise the dismetrics :class:`Evaluator` on ``data`` (seed: ``train.seed``), with
+    the held-out decoder/encoder DST and GMG unless ``eval.geometry_batches`` is 0."""
     seed = cfg.train.seed if seed is None else seed
     if cfg.model.kind in SEQUENCE_KINDS:
         eval_data = build_dataset(cfg, "eval")
         return FlowEvaluator(eval_data, num_sequences=cfg.eval.num_test or 512, seed=seed)
-    return Evaluator(data, cfg.eval, seed=seed)
+    e, r = cfg.eval, cfg.regulariser
+    geometry = None
+    if e.geometry_batches:
+        geometry = GeometryProbe(
+            data,
+            cost=e.geometry_cost or r.cost,
+            num_batches=e.geometry_batches,
+            batch_size=cfg.train.batch_size,
+            epsilon0=e.geometry_epsilon0,
+            seed=seed,
+        )
+    return Evaluator(data, cfg.eval, seed=seed, geometry=geometry)
 
 
 def load_run(
@@ -263,6 +282,7 @@ def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
             "resumed_from": result.resumed_from,
             "train": result.train,
             "headline": headline(scores),
+            "geometry": {k: v for k, v in scores.items() if k.startswith("geometry.")},
             "scores": scores,
             "evaluation": evaluator.last.get("details", {}),
             "config": _config_dict(cfg),
