@@ -231,3 +231,32 @@ def test_flow_conv_round_trip_shapes(arch, shape, factor):
     assert dec(mean).shape == (2, *shape)
     with pytest.raises(ValueError, match=f"multiple of {factor}"):
         make_encoder(arch, (3, 30, 30), 6)
+
+
+def test_gradient_probe_known_shares():
+    """The regulariser's gradient share: 1 when it is the only loss on the network, → 0 as λ → 0."""
+    x = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    only = VAE(
+        (1, 16, 16),
+        latent_dim=3,
+        architecture="mlp",
+        beta=0.0,
+        reconstruction="none",
+        regulariser=GeometricRegulariser("dst", "encoder", "sqeuclidean", weight=2.0),
+    )
+    assert only.gradient_probe(only(x)) == {"reg_grad_share": pytest.approx(1.0, abs=1e-12)}
+    shares = []
+    for weight in (1e-9, 1e3):
+        torch.manual_seed(0)
+        model = VAE(
+            (1, 16, 16),
+            latent_dim=3,
+            architecture="mlp",
+            regulariser=GeometricRegulariser("gmg", "decoder", "cosine", weight=weight),
+        )
+        shares.append(model.gradient_probe(model(x))["reg_grad_share"])
+    assert shares[0] < 1e-6 < shares[1]
+    torch.manual_seed(0)
+    plain = VAE((1, 16, 16), latent_dim=3, architecture="mlp")
+    assert plain.gradient_probe(plain(x)) == {}

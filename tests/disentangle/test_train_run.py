@@ -20,7 +20,7 @@ from disentangle.train import (
     run,
     validate,
 )
-from disentangle.train.runner import load_run
+from disentangle.train.runner import build_evaluator, load_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train_toydata import Blobs
@@ -79,7 +79,34 @@ def test_tiny_run_writes_every_artefact(tmp_path):
     # apps/evaluate.py's path: reload the last checkpoint and score it again, identically.
     cfg, model, data, ckpt = load_run(out, dataset=Blobs())
     assert ckpt.name == "step_00000006" and cfg == tiny_config(out)
-    assert Evaluator(data, cfg.eval, seed=cfg.train.seed)(model) == saved["scores"]
+    assert build_evaluator(cfg, data)(model) == saved["scores"]
+    # the held-out geometry of the decoder and the encoder, in the scores and on its own
+    geometry = {f"geometry.{s}.{k}" for s in ("decoder", "encoder") for k in ("gmg", "dst")}
+    assert (
+        geometry <= set(saved["geometry"]) and saved["geometry"].items() <= saved["scores"].items()
+    )
+    plain = Evaluator(data, cfg.eval, seed=cfg.train.seed)(model)
+    assert plain == {k: v for k, v in saved["scores"].items() if not k.startswith("geometry.")}
+
+
+def test_gmg_run_logs_its_diagnostics(tmp_path):
+    cfg = tiny_config(tmp_path / "run", steps=4)
+    cfg.regulariser = RegulariserConfig(kind="gmg", side="decoder", cost="cosine", weight=10.0)
+    cfg.eval.metrics = ()
+    cfg.eval.images = False
+    cfg.eval.geometry_batches = 2
+    saved = run(cfg, dataset=Blobs())
+    records = [r for r in read_history(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
+    for r in records:
+        assert 0.0 <= r["gmg_fell_back"] <= 1.0 and 0.0 <= r["gmg_from_identity"] <= 1.0
+        assert r["gmg_epsilon"] > 0 and r["gmg_gw"] >= 0
+        assert abs(r["gmg"] - (r["gmg_dst"] - r["gmg_gw"])) <= 1e-4 * max(1.0, r["gmg_dst"])
+        assert 0.0 <= r["reg_grad_share"] < 1.0  # 0 where the GMG fell back (zero gradient)
+    assert set(saved["geometry"]) == {
+        f"geometry.{s}.{k}"
+        for s in ("decoder", "encoder")
+        for k in ("gmg", "dst", "gmg_std", "dst_std")
+    }
 
 
 def test_existing_run_is_not_overwritten(tmp_path):
