@@ -8,7 +8,12 @@ process, sequentially, into ``<out>/<dataset>-<base>-<variant>-seed<k>``; cells 
 ``results.json`` exists are skipped, so an interrupted sweep continues where it stopped. The
 regularised variants use the paper's best configuration: decoder, cosine cost (GMG paper §5).
 Then ``<out>/summary.md`` gets a table of DCI-D (HFS-style, the paper's metric), DCI-D
-(disentanglement_lib) and MIG as mean ± std over the seeds that finished.
+(disentanglement_lib), MIG, the held-out decoder GMG and DST (``geometry.*`` of
+``results.json``) and the final reconstruction loss as mean ± std over the seeds that finished,
+and a paired comparison over seeds for each of the paper's claims (GMG > DST > base, decoder >
+encoder, cosine > squared Euclidean): the mean per-seed difference, its 95 % bootstrap interval,
+the effect size d_z (mean / std of the differences), the one-sided Wilcoxon signed-rank p-value
+and whether the claim holds (interval above 0).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import tyro
+from scipy.stats import wilcoxon
 
 ROOT = Path(__file__).resolve().parent
 VARIANTS = ("base", "dst", "gmg")
@@ -29,6 +36,12 @@ METRICS = {
     "DCI-D (HFS)": "dci_hfs.disentanglement",
     "DCI-D": "dci.disentanglement",
     "MIG": "mig.discrete_mig",
+}
+#: Held-out geometry and the reconstruction loss, reported beside the scores.
+EXTRA = {
+    "decoder GMG": "geometry.decoder.gmg",
+    "decoder DST": "geometry.decoder.dst",
+    "rec": "train.rec",
 }
 
 
@@ -116,42 +129,111 @@ def cell_args(
     return flags + list(args.extra)
 
 
+def _value(result: dict, key: str) -> float | None:
+    if key.startswith("train."):
+        return result.get("train", {}).get(key.removeprefix("train."))
+    return result.get("scores", {}).get(key)
+
+
+def _results(args: Args, dataset: str, base: str, cell: tuple[str, str, str]) -> dict[int, dict]:
+    out = {}
+    for seed in args.seeds:
+        path = args.out / f"{dataset}-{base}-{tag(*cell)}-seed{seed}" / "results.json"
+        if path.exists():
+            out[seed] = json.loads(path.read_text())
+    return out
+
+
+def _mean_std(vals: list[float], digits: str = ".3f") -> str:
+    if not vals:
+        return "—"
+    if len(vals) == 1:
+        return f"{vals[0]:{digits}}"
+    return f"{statistics.mean(vals):{digits}} ± {statistics.stdev(vals):{digits}}"
+
+
+def paired(a: list[float], b: list[float], seed: int = 0) -> dict[str, float]:
+    """Paired comparison of a − b over seeds: mean, 95 % bootstrap CI, d_z, Wilcoxon p (a > b)."""
+    d = np.asarray(a) - np.asarray(b)
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), (10_000, len(d)))].mean(1)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+    p = float("nan")
+    if len(d) > 1 and np.any(d != 0):
+        p = float(wilcoxon(d, alternative="greater").pvalue)
+    return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "dz": d.mean() / sd, "p": p}
+
+
+#: The paper's claims as (better cell, worse cell) pairs of (variant, side, cost).
+CLAIMS = (
+    ("GMG > base", ("gmg", "decoder", "cosine"), ("base", "decoder", "cosine")),
+    ("DST > base", ("dst", "decoder", "cosine"), ("base", "decoder", "cosine")),
+    ("GMG > DST", ("gmg", "decoder", "cosine"), ("dst", "decoder", "cosine")),
+    ("decoder > encoder (GMG)", ("gmg", "decoder", "cosine"), ("gmg", "encoder", "cosine")),
+    ("cosine > sqeuclidean (GMG)", ("gmg", "decoder", "cosine"), ("gmg", "decoder", "sqeuclidean")),
+)
+
+
 def summarize(args: Args) -> str:
-    """Markdown table, one row per (dataset, base, cell): mean ± std over finished seeds."""
+    """Markdown tables: one row per (dataset, base, cell), mean ± std over finished seeds; then
+    the paired comparisons of the paper's claims over the seeds both cells finished."""
+    columns = {**METRICS, **EXTRA}
     lines = [
         f"Steps per run: {args.steps}; β = {args.beta}; λ_GMG = {args.gmg_weight}; "
         f"λ_DST = {args.dst_weight}.",
         "",
-        "| dataset | base | variant | side | cost | seeds | " + " | ".join(METRICS) + " |",
-        "|---|---|---|---|---|---:|" + "---:|" * len(METRICS),
+        "| dataset | base | variant | side | cost | seeds | " + " | ".join(columns) + " |",
+        "|---|---|---|---|---|---:|" + "---:|" * len(columns),
     ]
     for dataset in args.datasets:
         for base in args.bases:
             for cell in cells(args):
                 variant, side, cost = cell
-                scores = []
-                for seed in args.seeds:
-                    name = f"{dataset}-{base}-{tag(*cell)}-seed{seed}"
-                    path = args.out / name / "results.json"
-                    if path.exists():
-                        scores.append(json.loads(path.read_text())["scores"])
-                if not scores:
+                results = list(_results(args, dataset, base, cell).values())
+                if not results:
                     continue
                 row = []
-                for key in METRICS.values():
-                    vals = [s[key] for s in scores if s.get(key) is not None]
-                    if not vals:
-                        row.append("—")
-                    elif len(vals) == 1:
-                        row.append(f"{vals[0]:.3f}")
-                    else:
-                        row.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")
+                for name, key in columns.items():
+                    vals = [v for r in results if (v := _value(r, key)) is not None]
+                    row.append(_mean_std(vals, ".3f" if name in METRICS else ".3g"))
                 where = "— | —" if variant == "base" else f"{side} | {cost}"
                 lines.append(
-                    f"| {dataset} | {base} | {variant} | {where} | {len(scores)} | "
+                    f"| {dataset} | {base} | {variant} | {where} | {len(results)} | "
                     + " | ".join(row)
                     + " |"
                 )
+    lines += [
+        "",
+        "Paired over seeds (difference better − worse as claimed; higher is better for the "
+        "scores, lower for the decoder's GMG, so its sign is flipped): mean, 95 % bootstrap "
+        "interval, effect size d_z, one-sided Wilcoxon p; the claim holds when the interval "
+        "is above 0.",
+        "",
+        "| dataset | base | claim | metric | seeds | mean diff | 95 % CI | d_z | p | holds |",
+        "|---|---|---|---|---:|---:|---|---:|---:|---|",
+    ]
+    metrics = {**METRICS, "decoder GMG (lower)": EXTRA["decoder GMG"]}
+    for dataset in args.datasets:
+        for base in args.bases:
+            for claim, better, worse in CLAIMS:
+                good = _results(args, dataset, base, better)
+                bad = _results(args, dataset, base, worse)
+                seeds = sorted(set(good) & set(bad))
+                if len(seeds) < 2:
+                    continue
+                for name, key in metrics.items():
+                    sign = -1.0 if key == EXTRA["decoder GMG"] else 1.0
+                    a = [_value(good[s], key) for s in seeds]
+                    b = [_value(bad[s], key) for s in seeds]
+                    if None in a or None in b:
+                        continue
+                    c = paired([sign * v for v in a], [sign * v for v in b])
+                    lines.append(
+                        f"| {dataset} | {base} | {claim} | {name} | {len(seeds)} | "
+                        f"{c['mean']:.3g} | [{c['lo']:.3g}, {c['hi']:.3g}] | {c['dz']:.2f} | "
+                        f"{c['p']:.3f} | {'yes' if c['lo'] > 0 else 'no'} |"
+                    )
     return "\n".join(lines) + "\n"
 
 
