@@ -29,14 +29,17 @@ from disentangle.train.history import History, read_history
 from disentangle.train.loop import FitResult, fit
 from disentangle.train.runner import build_dataset, build_model, dataset_names, run
 from disentangle.train.state import (
+    CheckpointError,
     ResumableBatchSampler,
     TrainState,
     latest_checkpoint,
+    load_checkpoint,
     save_checkpoint,
 )
 
 __all__ = [
     "PRESETS",
+    "CheckpointError",
     "Config",
     "DataConfig",
     "EvalConfig",
@@ -55,6 +58,7 @@ __all__ = [
     "flatten",
     "headline",
     "latest_checkpoint",
+    "load_checkpoint",
     "read_history",
     "run",
     "save_checkpoint",

@@ -9,7 +9,8 @@ evaluation, atomic checkpoints and exact resumption.
 Exactness: the data order is a function of ``(seed, samples_seen)``
 (:class:`~disentangle.train.state.ResumableBatchSampler`) and every process's RNG states are
 saved with the model and optimizer, so a run resumed from a checkpoint logs the same losses as an
-uninterrupted run on the same CPU.
+uninterrupted run on the same CPU. Resuming unpickles nothing but data (tensors, numbers, numpy
+arrays; see :mod:`disentangle.train.state`), so a checkpoint folder from elsewhere cannot run code.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from disentangle.train.state import (
     ResumableBatchSampler,
     TrainState,
     latest_checkpoint,
+    load_checkpoint,
     remove_stale,
     save_checkpoint,
 )
@@ -112,13 +114,12 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=fused)
     model, optimizer = accelerator.prepare(model, optimizer)
     state = TrainState()
-    accelerator.register_for_checkpointing(state)
 
     root = _checkpoint_root(run_dir)
     history = History(run_dir / "metrics.jsonl")
     checkpoint = latest_checkpoint(root) if resume else None
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        state = load_checkpoint(accelerator, checkpoint)
         if main:
             remove_stale(root)
             history.truncate(state.step)
@@ -220,7 +221,7 @@ def fit(
         if eval_every and step % eval_every == 0 and step != cfg.steps:
             last_eval = run_eval(step)
         if step == cfg.steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-            save_checkpoint(accelerator, root, step, cfg.keep_checkpoints)
+            save_checkpoint(accelerator, root, state, cfg.keep_checkpoints)
     bar.close()
     last_eval = run_eval(state.step)
     for tracker in accelerator.trackers:  # not end_training(): the process group stays up

@@ -5,7 +5,8 @@
 means with dismetrics and writes the run folder (main process only)::
 
     <run_dir>/config.json        resolved config
-    <run_dir>/checkpoints/       step_XXXXXXXX/ (Accelerate save_state, written atomically)
+    <run_dir>/checkpoints/       step_XXXXXXXX/ (weights, optimizer, RNG and train state;
+                                 written atomically, see disentangle.train.state)
     <run_dir>/metrics.jsonl      history: {"step", "split": "train"|"eval", values...}
     <run_dir>/tensorboard/       TensorBoard events
     <run_dir>/results.json       final losses and scores

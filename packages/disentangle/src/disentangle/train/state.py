@@ -7,6 +7,23 @@ positions ``[g·B·W, (g+1)·B·W)`` of the concatenated epochs, process r takin
 checkpoint therefore restores the exact stream of batches, whatever was prefetched when the run
 stopped. RNG states of every process are checkpointed by ``Accelerator.save_state``.
 
+A checkpoint folder ``checkpoints/step_XXXXXXXX/`` holds::
+
+    model.safetensors       model weights (``Accelerator.save_state``)
+    optimizer.bin           optimizer state: a torch pickle of tensors and numbers (idem)
+    random_states_<r>.pkl   RNG states of process r: python ``random``, numpy, torch CPU and
+                            accelerator generators, a torch pickle (idem)
+    train_state.json        ``{"step": ..., "samples_seen": ...}`` (:class:`TrainState`, JSON,
+                            written by the main process)
+
+Loading one runs no code from the folder (:func:`load_checkpoint`): the weights are
+safetensors and ``train_state.json`` is plain JSON, validated; every torch pickle (``*.bin``,
+``*.pkl``, ``*.pt``) is first loaded with ``torch.load(weights_only=True)`` allowing only tensors,
+containers, numbers, strings and numpy arrays, and refused with :class:`CheckpointError` if it
+needs any other class or function; only then does ``Accelerator.load_state`` read the folder.
+``custom_checkpoint_*.pkl`` files (where older versions had Accelerate pickle the train state;
+Accelerate unpickles them with ``weights_only=False``) are refused.
+
 Checkpoints are written to ``checkpoints/.tmp-step_XXXXXXXX`` and renamed to
 ``checkpoints/step_XXXXXXXX`` once every process has finished writing, so a checkpoint directory
 is either complete or absent (a run killed mid-write leaves only a ``.tmp-`` folder, which is
@@ -15,40 +32,119 @@ ignored and cleaned up).
 
 from __future__ import annotations
 
+import codecs
+import json
 import os
+import pickle
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 __all__ = [
+    "TRAIN_STATE_FILE",
+    "CheckpointError",
     "ResumableBatchSampler",
     "TrainState",
+    "check_torch_pickle",
     "latest_checkpoint",
+    "load_checkpoint",
+    "read_train_state",
     "remove_stale",
     "save_checkpoint",
 ]
 
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
+#: the :class:`TrainState` of a checkpoint, as JSON
+TRAIN_STATE_FILE = "train_state.json"
+#: files of a checkpoint folder that Accelerate reads with ``torch.load`` (pickle)
+_PICKLE_SUFFIXES = (".bin", ".pkl", ".pt")
+#: besides torch's own weights-only allow-list: what a pickled numpy array needs (numpy's RNG
+#: state holds one); reconstructing an array from its bytes runs no code of the file's choosing
+_NUMPY_ARRAY_GLOBALS = [
+    np.zeros(1).__reduce__()[0],  # numpy's _reconstruct, wherever this numpy version keeps it
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),
+    codecs.encode,
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing or malformed, or holds pickled content that is refused."""
 
 
 @dataclass
 class TrainState:
-    """Counters saved with every checkpoint (``Accelerator.register_for_checkpointing``)."""
+    """Counters saved with every checkpoint (``train_state.json``)."""
 
     step: int = 0
     samples_seen: int = 0
 
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step, "samples_seen": self.samples_seen}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.step = int(state["step"])
-        self.samples_seen = int(state["samples_seen"])
+def read_train_state(checkpoint: Path) -> TrainState:
+    """The :class:`TrainState` in ``checkpoint/train_state.json``, validated.
+
+    Raises:
+        CheckpointError: the file is missing, not JSON, not exactly ``{"step", "samples_seen"}``
+            with integers ≥ 0, or its step disagrees with a ``step_XXXXXXXX`` folder name.
+    """
+    path = Path(checkpoint) / TRAIN_STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: not a complete checkpoint of this toolkit")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path}: not a JSON file ({err})") from err
+    if not isinstance(data, dict) or set(data) != {"step", "samples_seen"}:
+        raise CheckpointError(
+            f'{path} must hold a JSON object with exactly the keys "step" and "samples_seen", '
+            f"got {str(data)[:200]}"
+        )
+    for key, value in data.items():
+        if type(value) is not int or value < 0:
+            raise CheckpointError(f"{path}: {key} must be an integer ≥ 0, got {value!r}")
+    if (m := _STEP_DIR.match(path.parent.name)) and int(m.group(1)) != data["step"]:
+        raise CheckpointError(
+            f"{path}: step {data['step']} disagrees with the folder name {path.parent.name}"
+        )
+    return TrainState(**data)
+
+
+def _weights_only_reason(err: pickle.UnpicklingError) -> str:
+    """The reason in torch's weights-only error, without its advice to allow-list or to load
+    with ``weights_only=False``."""
+    reason = " ".join(str(err).partition("WeightsUnpickler error:")[2].split()) or str(err)
+    for advice in (" Please use ", " Check the documentation"):
+        reason = reason.partition(advice)[0]
+    return reason
+
+
+def check_torch_pickle(path: Path) -> None:
+    """Load ``path`` with ``torch.load(weights_only=True)`` to prove that it is data only.
+
+    Tensors, containers, numbers, strings and numpy arrays pass; a file that needs any other
+    class or function (which unpickling would call: arbitrary code) is refused.
+
+    Raises:
+        CheckpointError: the file is refused, truncated or not a torch file.
+    """
+    try:
+        with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
+            torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: pickled content other than tensors, numbers, strings and numpy arrays is "
+            f"refused (unpickling it can run arbitrary code), and this file does not load as "
+            f"such data: {_weights_only_reason(err)}"
+        ) from err
+    except Exception as err:
+        raise CheckpointError(f"cannot read {path}: truncated or not a torch file ({err})") from err
 
 
 class ResumableBatchSampler(Sampler[list[int]]):
@@ -112,13 +208,15 @@ def remove_stale(root: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def save_checkpoint(accelerator, root: Path, step: int, keep: int) -> Path:
-    """Atomically write ``accelerator.save_state`` to ``root/step_<step>``; keep the last ``keep``.
+def save_checkpoint(accelerator, root: Path, state: TrainState, keep: int) -> Path:
+    """Atomically write a checkpoint of ``state.step`` to ``root/step_<step>``; keep the last
+    ``keep``.
 
-    Must be called by every process (each saves its RNG state); the main process renames the
-    finished folder into place and prunes old checkpoints.
+    Must be called by every process (each saves its RNG state through
+    ``accelerator.save_state``); the main process adds ``train_state.json``, renames the finished
+    folder into place and prunes old checkpoints.
     """
-    final = root / f"step_{step:08d}"
+    final = root / f"step_{state.step:08d}"
     tmp = root / f".tmp-{final.name}"
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
@@ -127,6 +225,7 @@ def save_checkpoint(accelerator, root: Path, step: int, keep: int) -> Path:
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        (tmp / TRAIN_STATE_FILE).write_text(json.dumps(asdict(state)) + "\n", encoding="utf-8")
         for f in tmp.rglob("*"):
             if f.is_file():
                 with open(f, "rb") as fh:
@@ -141,3 +240,32 @@ def save_checkpoint(accelerator, root: Path, step: int, keep: int) -> Path:
         remove_stale(root)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_checkpoint(accelerator, checkpoint: Path) -> TrainState:
+    """Restore model, optimizer and RNG states from ``checkpoint``; return its :class:`TrainState`.
+
+    Must be called by every process. Before ``accelerator.load_state`` reads the folder, the
+    train state is read from JSON and every torch pickle in it is checked with
+    :func:`check_torch_pickle`, so a crafted checkpoint cannot run code.
+
+    Raises:
+        CheckpointError: a ``custom_checkpoint_*.pkl`` file is present, ``train_state.json`` is
+            missing or malformed, or a pickle is refused or unreadable.
+    """
+    checkpoint = Path(checkpoint)
+    pickled = sorted(p.name for p in checkpoint.glob("custom_checkpoint_*.pkl"))
+    if pickled:
+        raise CheckpointError(
+            f"{checkpoint} holds {pickled}: pickled custom state, which Accelerate would unpickle "
+            "with weights_only=False (it can run arbitrary code), is refused. This toolkit keeps "
+            f"the train state in {TRAIN_STATE_FILE}: to resume a checkpoint of an older version "
+            f'that you trust, delete the .pkl and write {{"step": N, "samples_seen": '
+            "N·batch_size·processes·grad_accumulation} there"
+        )
+    state = read_train_state(checkpoint)
+    for path in sorted(checkpoint.iterdir()):
+        if path.suffix in _PICKLE_SUFFIXES and path.is_file():
+            check_torch_pickle(path)
+    accelerator.load_state(str(checkpoint))
+    return state
