@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import statistics
 import sys
 import time
@@ -65,6 +66,10 @@ class Args:
     """Seed of the VAE, the batches and the toy."""
     skip_toy: bool = False
     """Only the network measurements."""
+    toy_epsilons: tuple[float, ...] | None = None
+    """ε0 grid of the toy (None: ``epsilons``)."""
+    reuse_networks: bool = False
+    """Read the network measurements from ``out/networks.json`` instead of measuring."""
 
 
 def _toy_module():
@@ -80,7 +85,8 @@ def toy_grid(a: Args) -> list[dict]:
     toy = _toy_module()
     rows = []
     cells = [(c, "none", None, None) for c in COSTS] + [(c, "dst", None, None) for c in COSTS]
-    cells += [(c, "gmg", e, s) for c in COSTS for e in a.epsilons for s in a.starts]
+    epsilons = a.epsilons if a.toy_epsilons is None else a.toy_epsilons
+    cells += [(c, "gmg", e, s) for c in COSTS for e in epsilons for s in a.starts]
     for cost, reg, eps0, start in tqdm(cells, desc="toy"):
         kw = {} if reg != "gmg" else {"epsilon0": eps0, "start": start}
         t = time.perf_counter()
@@ -230,8 +236,11 @@ def tables(toy: list[dict], nets: list[dict]) -> str:
 def main(a: Args) -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # n = 64 to 128 problems: one thread is fastest here
-    nets = network_grid(a)
-    write_json(a.out / "networks.json", nets)
+    if a.reuse_networks:
+        nets = json.loads((a.out / "networks.json").read_text())
+    else:
+        nets = network_grid(a)
+        write_json(a.out / "networks.json", nets)
     toy = []
     if not a.skip_toy:
         toy = toy_grid(a)

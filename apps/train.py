@@ -37,7 +37,7 @@ def parse(args: list[str] | None = None) -> Config:
 def main(args: list[str] | None = None) -> int:
     try:
         results = run(parse(args))
-    except (ValueError, FileExistsError) as err:
+    except (ValueError, FileExistsError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if results:

@@ -26,7 +26,7 @@ from disentangle.data.dsprites import (
     load_dsprites_npz,
 )
 from disentangle.train import CheckpointError, TrainConfig, fit
-from disentangle.train.state import TRAIN_STATE_FILE, read_train_state
+from disentangle.train.state import TRAIN_STATE_FILE, read_train_state, write_manifest
 
 
 class Payload:
@@ -158,6 +158,7 @@ def test_planted_custom_checkpoint_pickle_is_refused(run_dir, tmp_path):
     marker = tmp_path / "marker"
     planted = run_dir / STEP2 / "custom_checkpoint_0.pkl"
     torch.save({"step": 2, "samples_seen": 8, "x": Payload(marker)}, planted)
+    write_manifest(run_dir / STEP2)  # a forged manifest: the pickle check must still refuse
     with pytest.raises(CheckpointError, match=r"custom_checkpoint_0\.pkl.*is refused"):
         _resume(run_dir)
     assert not marker.exists()
@@ -169,6 +170,7 @@ def test_planted_payload_in_a_checkpoint_pickle_is_refused(run_dir, tmp_path, na
     state = torch.load(path, weights_only=False)  # the file this test's own run wrote
     state["x"] = Payload(marker)
     torch.save(state, path)
+    write_manifest(run_dir / STEP2)  # a forged manifest: the pickle check must still refuse
     with pytest.raises(CheckpointError, match=rf"{name}: pickled content .* is refused"):
         _resume(run_dir)
     assert not marker.exists()
@@ -177,12 +179,16 @@ def test_planted_payload_in_a_checkpoint_pickle_is_refused(run_dir, tmp_path, na
 def test_truncated_checkpoint_pickle_is_named(run_dir):
     path = run_dir / STEP2 / "optimizer.bin"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"optimizer\.bin is damaged"):
+        _resume(run_dir)
+    write_manifest(run_dir / STEP2)  # manifest rewritten: the loader still names the file
     with pytest.raises(CheckpointError, match=r"cannot read .*optimizer\.bin"):
         _resume(run_dir)
 
 
 def test_bad_train_state_file_is_refused_on_resume(run_dir):
     (run_dir / STEP2 / TRAIN_STATE_FILE).write_text('{"step": 2, "samples_seen": -8}')
+    write_manifest(run_dir / STEP2)
     with pytest.raises(CheckpointError, match=r"train_state\.json: samples_seen must be"):
         _resume(run_dir)
 

@@ -26,6 +26,7 @@ from disentangle.train.config import (
 )
 from disentangle.train.evaluation import Evaluator, headline
 from disentangle.train.history import History, read_history
+from disentangle.train.lock import RunFolderInUseError, RunLock
 from disentangle.train.loop import FitResult, fit
 from disentangle.train.runner import build_dataset, build_model, dataset_names, run
 from disentangle.train.state import (
@@ -33,8 +34,10 @@ from disentangle.train.state import (
     ResumableBatchSampler,
     TrainState,
     latest_checkpoint,
+    latest_intact_checkpoint,
     load_checkpoint,
     save_checkpoint,
+    verify_checkpoint,
 )
 
 __all__ = [
@@ -49,6 +52,8 @@ __all__ = [
     "ModelConfig",
     "RegulariserConfig",
     "ResumableBatchSampler",
+    "RunFolderInUseError",
+    "RunLock",
     "TrainConfig",
     "TrainState",
     "build_dataset",
@@ -58,9 +63,11 @@ __all__ = [
     "flatten",
     "headline",
     "latest_checkpoint",
+    "latest_intact_checkpoint",
     "load_checkpoint",
     "read_history",
     "run",
     "save_checkpoint",
     "validate",
+    "verify_checkpoint",
 ]

@@ -20,6 +20,7 @@ field and what is wrong.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -289,6 +290,11 @@ SEQUENCE_DATASETS: tuple[str, ...] = (
 _MAX_STEPS = {"shapes3d_seq": 7, "falcor3d_seq": 4, "isaac3d_seq": 3}
 
 
+#: Largest accepted learning rate: Adam steps are about lr in every parameter, so anything
+#: above this diverges at once (a typo such as 1e10 for 1e-10 is refused up front).
+MAX_LR = 10.0
+
+
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ValueError(f"{name}: {message}")
@@ -300,6 +306,16 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
     ``dataset_names`` lists the names ``data.name`` may take (checked when given).
     """
     d, m, r, t, e = cfg.data, cfg.model, cfg.regulariser, cfg.train, cfg.eval
+    for section in ("data", "model", "regulariser", "train", "eval"):
+        for name, value in flatten(getattr(cfg, section), section + ".").items():
+            if isinstance(value, float):
+                _check(math.isfinite(value), name, f"must be finite, got {value}")
+    _check(all(math.isfinite(b) for b in t.adam_betas), "train.adam_betas", f"got {t.adam_betas}")
+    _check(
+        cfg.output_dir is None or str(cfg.output_dir).strip() not in ("", "."),
+        "output_dir",
+        "an empty path would write the run into the current folder; name a run folder",
+    )
     if dataset_names is not None:
         _check(
             d.name in dataset_names,
@@ -389,7 +405,7 @@ def validate(cfg: Config, dataset_names: tuple[str, ...] | None = None) -> Confi
             "the GMG/DST regularisers, β-TCVAE and HFS compare points within a batch and need "
             f"at least 2 per process, got {t.batch_size}",
         )
-    _check(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    _check(0 < t.lr <= MAX_LR, "train.lr", f"must be in (0, {MAX_LR:g}], got {t.lr}")
     _check(all(0 <= b < 1 for b in t.adam_betas), "train.adam_betas", f"got {t.adam_betas}")
     _check(t.grad_accumulation >= 1, "train.grad_accumulation", f"got {t.grad_accumulation}")
     _check(t.log_every >= 1, "train.log_every", f"must be ≥ 1, got {t.log_every}")

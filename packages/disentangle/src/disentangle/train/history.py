@@ -39,13 +39,26 @@ class History:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def truncate(self, step: int) -> None:
-        """Keep only records with ``record["step"] <= step`` (atomic rewrite)."""
-        keep = [r for r in read_history(self.path) if r["step"] <= step]
+    def truncate(self, step: int, drop_eval_at: int | None = None) -> None:
+        """Keep only records with ``record["step"] <= step`` (atomic rewrite), less the eval
+        records at step ``drop_eval_at`` (an evaluation that will be redone)."""
+        keep = [
+            r
+            for r in read_history(self.path)
+            if r["step"] <= step and not (r["split"] == "eval" and r["step"] == drop_eval_at)
+        ]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in keep)
         os.replace(tmp, self.path)
+
+    def last(self, split: str) -> dict[str, float]:
+        """The values of the newest record of ``split`` (empty if none), without throughput."""
+        records = [r for r in read_history(self.path) if r["split"] == split]
+        if not records:
+            return {}
+        skip = {"step", "split", "images_per_s"}
+        return {k: v for k, v in records[-1].items() if k not in skip}
 
     def append(self, step: int, split: str, values: dict[str, float]) -> None:
         """Write one record and flush it to disk."""

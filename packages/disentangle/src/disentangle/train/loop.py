@@ -34,6 +34,7 @@ from disentangle.train.state import (
     ResumableBatchSampler,
     TrainState,
     latest_checkpoint,
+    latest_intact_checkpoint,
     load_checkpoint,
     remove_stale,
     save_checkpoint,
@@ -72,6 +73,17 @@ def use_cpu(requested: bool) -> bool:
 
 def _checkpoint_root(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
+
+
+def _check_finite_parameters(model: nn.Module, step: int, root: Path) -> None:
+    """Refuse to checkpoint non-finite weights (they would replace the good checkpoints)."""
+    total = torch.stack([p.detach().float().sum() for p in model.parameters()]).sum()
+    if not bool(torch.isfinite(total)):
+        bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        raise FloatingPointError(
+            f"non-finite weights {bad[:5]} at step {step}: no checkpoint was written; last good "
+            f"checkpoint: {latest_checkpoint(root)} (lower train.lr or the regulariser weight)"
+        )
 
 
 def fit(
@@ -117,12 +129,16 @@ def fit(
 
     root = _checkpoint_root(run_dir)
     history = History(run_dir / "metrics.jsonl")
-    checkpoint = latest_checkpoint(root) if resume else None
+    checkpoint = latest_intact_checkpoint(root) if resume else None
+    last: dict[str, float] = {}
     if checkpoint is not None:
         state = load_checkpoint(accelerator, checkpoint)
         if main:
             remove_stale(root)
-            history.truncate(state.step)
+            # a final evaluation cut short is redone below: drop any record it left
+            history.truncate(state.step, drop_eval_at=cfg.steps)
+        if state.step >= cfg.steps:  # nothing left to train: report the last logged values
+            last = history.last("train")
     else:
         # Same initial parameters everywhere (seeded before the model was built); a different
         # sampling-noise stream per process from here on.
@@ -173,7 +189,6 @@ def fit(
         desc="train",
         dynamic_ncols=True,
     )
-    last: dict[str, float] = {}
     last_eval: dict[str, float] = {}
     sums: dict[str, torch.Tensor] = {}
     n_since, t_since = 0, time.perf_counter()
@@ -221,6 +236,7 @@ def fit(
         if eval_every and step % eval_every == 0 and step != cfg.steps:
             last_eval = run_eval(step)
         if step == cfg.steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+            _check_finite_parameters(unwrapped, step, root)
             save_checkpoint(accelerator, root, state, cfg.keep_checkpoints)
     bar.close()
     last_eval = run_eval(state.step)

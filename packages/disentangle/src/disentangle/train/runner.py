@@ -32,8 +32,9 @@ from disentangle.train.evaluation import Evaluator, headline
 from disentangle.train.flow_evaluation import FlowEvaluator
 from disentangle.train.geometry import GeometryProbe
 from disentangle.train.history import read_history
+from disentangle.train.lock import RunLock
 from disentangle.train.loop import fit, use_cpu
-from disentangle.train.state import latest_checkpoint
+from disentangle.train.state import latest_checkpoint, latest_intact_checkpoint
 
 __all__ = ["build_dataset", "build_model", "dataset_names", "load_run", "run", "write_json"]
 
@@ -141,6 +142,15 @@ def _config_dict(cfg: Config) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
+def _check_output_path(run_dir: Path) -> None:
+    """Refuse a run folder path that is, or lies under, an existing file."""
+    for parent in (run_dir, *run_dir.parents):
+        if parent.exists() and not parent.is_dir():
+            raise FileExistsError(
+                f"output_dir: {run_dir} cannot be a run folder: {parent} is an existing file"
+            )
+
+
 def _check_run_dir(cfg: Config, run_dir: Path) -> None:
     """Refuse to overwrite a run, or to resume one with a different model or data."""
     has_ckpt = latest_checkpoint(run_dir / "checkpoints") is not None
@@ -225,7 +235,8 @@ def load_run(
 ) -> tuple[Config, VAE, Any, Path]:
     """Config, trained model (eval mode, CPU), dataset and checkpoint path of a run folder.
 
-    ``checkpoint`` defaults to the newest complete one under ``run_dir/checkpoints``.
+    ``checkpoint`` defaults to the newest intact one under ``run_dir/checkpoints`` (its
+    manifest verified; damaged newer ones are skipped with a warning).
     """
     from safetensors.torch import load_file
 
@@ -234,27 +245,19 @@ def load_run(
     if not saved.exists():
         raise FileNotFoundError(f"run_dir: {run_dir} has no config.json (not a run folder?)")
     cfg = from_dict(json.loads(saved.read_text()))
-    checkpoint = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
-    if checkpoint is None or not (checkpoint / "model.safetensors").exists():
+    if checkpoint is None:
+        checkpoint = latest_intact_checkpoint(run_dir / "checkpoints")
+    if checkpoint is None or not (Path(checkpoint) / "model.safetensors").exists():
         raise FileNotFoundError(f"checkpoint: no complete checkpoint found in {run_dir}")
     data = dataset if dataset is not None else build_dataset(cfg)
     model = build_model(cfg, tuple(data.observation_shape), len(data), data)
-    weights = load_file(str(checkpoint / "model.safetensors"))
+    weights = load_file(str(Path(checkpoint) / "model.safetensors"))
     model.load_state_dict({k.removeprefix("module."): v for k, v in weights.items()})
-    return cfg, model.eval(), data, checkpoint
+    return cfg, model.eval(), data, Path(checkpoint)
 
 
-def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
-    """Train and evaluate as configured; return the content of ``results.json``.
-
-    ``dataset`` replaces the one named by ``cfg.data`` (any torch ``Dataset`` of
-    ``(image, factors)`` that is also a ``dismetrics.GroundTruthData``). Raises ``ValueError``
-    (bad field) or ``FileExistsError`` (run folder in use) before any training starts.
-    """
-    validate(cfg, None if dataset is not None else dataset_names())
-    state = PartialState(cpu=use_cpu(cfg.train.cpu))
-    run_dir = cfg.run_dir()
-    _check_run_dir(cfg, run_dir)
+def _run_locked(cfg: Config, dataset: Any, state: PartialState, run_dir: Path) -> dict[str, Any]:
+    """:func:`run` once the run folder is checked and locked."""
     state.wait_for_everyone()
     set_seed(cfg.train.seed, deterministic=cfg.train.deterministic)
     with state.main_process_first():  # a dataset cache is generated once, by the main process
@@ -291,6 +294,30 @@ def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
         if cfg.eval.images:
             results["images"] = _write_images(result.model, data, run_dir, cfg.train.seed)
         write_json(run_dir / "results.json", results)
+    return results
+
+
+def run(cfg: Config, dataset: Any = None) -> dict[str, Any]:
+    """Train and evaluate as configured; return the content of ``results.json``.
+
+    ``dataset`` replaces the one named by ``cfg.data`` (any torch ``Dataset`` of
+    ``(image, factors)`` that is also a ``dismetrics.GroundTruthData``). Raises ``ValueError``
+    (bad field) or ``FileExistsError`` (a path under a file, a finished run without
+    ``resume``, or :class:`~disentangle.train.lock.RunFolderInUseError`: another live process
+    holds the folder's lock) before any training starts.
+    """
+    validate(cfg, None if dataset is not None else dataset_names())
+    state = PartialState(cpu=use_cpu(cfg.train.cpu))
+    run_dir = cfg.run_dir()
+    _check_output_path(run_dir)
+    lock = RunLock(run_dir)
+    if state.is_main_process:  # one writer per run folder (the other ranks follow the main)
+        lock.acquire()
+    try:
+        _check_run_dir(cfg, run_dir)
+        results = _run_locked(cfg, dataset, state, run_dir)
+    finally:
+        lock.release()
     state.wait_for_everyone()
     state.destroy_process_group()
     return results

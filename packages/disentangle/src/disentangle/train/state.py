@@ -15,6 +15,11 @@ A checkpoint folder ``checkpoints/step_XXXXXXXX/`` holds::
                             accelerator generators, a torch pickle (idem)
     train_state.json        ``{"step": ..., "samples_seen": ...}`` (:class:`TrainState`, JSON,
                             written by the main process)
+    manifest.json           SHA-256 and size of every other file of the folder
+
+On resume :func:`latest_intact_checkpoint` verifies the manifest of the newest checkpoint; a
+damaged one (a truncated, zeroed or edited file) is skipped with a warning for the next newest
+intact one, and when none is intact the run stops with :class:`CheckpointError` naming the file.
 
 Loading one runs no code from the folder (:func:`load_checkpoint`): the weights are
 safetensors and ``train_state.json`` is plain JSON, validated; every torch pickle (``*.bin``,
@@ -33,11 +38,13 @@ ignored and cleaned up).
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import os
 import pickle
 import re
 import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,21 +54,27 @@ import torch
 from torch.utils.data import Sampler
 
 __all__ = [
+    "MANIFEST_FILE",
     "TRAIN_STATE_FILE",
     "CheckpointError",
     "ResumableBatchSampler",
     "TrainState",
     "check_torch_pickle",
     "latest_checkpoint",
+    "latest_intact_checkpoint",
     "load_checkpoint",
     "read_train_state",
     "remove_stale",
     "save_checkpoint",
+    "verify_checkpoint",
+    "write_manifest",
 ]
 
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 #: the :class:`TrainState` of a checkpoint, as JSON
 TRAIN_STATE_FILE = "train_state.json"
+#: checksums of the other files of a checkpoint, as JSON
+MANIFEST_FILE = "manifest.json"
 #: files of a checkpoint folder that Accelerate reads with ``torch.load`` (pickle)
 _PICKLE_SUFFIXES = (".bin", ".pkl", ".pt")
 #: besides torch's own weights-only allow-list: what a pickled numpy array needs (numpy's RNG
@@ -200,6 +213,88 @@ def latest_checkpoint(root: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST_FILE
+    )
+
+
+def write_manifest(folder: Path) -> None:
+    """Write ``folder/manifest.json``: SHA-256 and size of every other file of the folder."""
+    entries = {
+        p.relative_to(folder).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size}
+        for p in _files(folder)
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+
+
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Check every file of ``checkpoint`` against its ``manifest.json``.
+
+    Raises:
+        CheckpointError: the manifest is missing or unreadable, or a file is missing, added,
+            of another size or another checksum (named in the message).
+    """
+    checkpoint = Path(checkpoint)
+    path = checkpoint / MANIFEST_FILE
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(entries, dict):
+            raise ValueError("not a JSON object")
+        expected = {k: (str(v["sha256"]), int(v["size"])) for k, v in entries.items()}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"cannot verify {checkpoint}: {path} is missing or malformed ({err})"
+        ) from err
+    present = {p.relative_to(checkpoint).as_posix(): p for p in _files(checkpoint)}
+    for name in sorted(set(expected) | set(present)):
+        if name not in present:
+            raise CheckpointError(f"{checkpoint / name} is missing (listed in {MANIFEST_FILE})")
+        if name not in expected:
+            raise CheckpointError(f"{checkpoint / name} is not listed in {MANIFEST_FILE}")
+        sha, size = expected[name]
+        if present[name].stat().st_size != size or _sha256(present[name]) != sha:
+            raise CheckpointError(f"{checkpoint / name} is damaged: its checksum differs")
+
+
+def latest_intact_checkpoint(root: Path) -> Path | None:
+    """The newest checkpoint under ``root`` that passes :func:`verify_checkpoint`.
+
+    Damaged newer ones are skipped with a :class:`UserWarning` naming the file. Returns None when
+    there is no checkpoint at all.
+
+    Raises:
+        CheckpointError: checkpoints exist but none is intact (the newest one's error).
+    """
+    if not Path(root).is_dir():
+        return None
+    found = sorted(
+        (int(m.group(1)), p) for p in Path(root).iterdir() if (m := _STEP_DIR.match(p.name))
+    )
+    first_error = None
+    for _, path in reversed(found):
+        try:
+            verify_checkpoint(path)
+        except CheckpointError as err:
+            first_error = first_error or err
+            warnings.warn(f"skipping a damaged checkpoint: {err}", stacklevel=2)
+            continue
+        return path
+    if first_error is not None:
+        raise CheckpointError(f"no intact checkpoint under {root}; newest: {first_error}")
+    return None
+
+
 def remove_stale(root: Path) -> None:
     """Delete leftovers of interrupted writes and deletions (``.tmp-*``, ``.trash-*``)."""
     if root.is_dir():
@@ -226,6 +321,7 @@ def save_checkpoint(accelerator, root: Path, state: TrainState, keep: int) -> Pa
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / TRAIN_STATE_FILE).write_text(json.dumps(asdict(state)) + "\n", encoding="utf-8")
+        write_manifest(tmp)
         for f in tmp.rglob("*"):
             if f.is_file():
                 with open(f, "rb") as fh:
