@@ -188,11 +188,13 @@ class GMGParts:
     Attributes:
         value: () or (B,) GMG = distortion − gw_value (≤ distortion; ≥ −ε log n).
         distortion: () or (B,) DST (no ½).
-        gw_value: () or (B,) E(P*), the quadratic GW objective at the frozen coupling.
+        gw_value: () or (B,) E(P*), the quadratic GW objective at the frozen coupling (with
+            ``debias``: the debiased S_ε).
         plan: (n, n) or (B, n, n) the coupling P* used (detached).
         gw: the :class:`~otcore.GWOutput` of the solve. With ``start="best"`` the two solves
             run as one batch: its per-problem fields have a leading axis of 2 (index 0: the
-            solve started from a⊗b, index 1: from (1/n)·I), before any batch axis of x.
+            solve started from a⊗b, index 1: from (1/n)·I), before any batch axis of x; with
+            ``debias`` two more, the self problems (x, x) and (y, y).
         epsilon: () or (B,) the absolute ε = ε0·mean(Cx)·mean(Cy) of the solve.
         from_identity: () or (B,) bool, True where the coupling came from the solve started at
             the map's own coupling (1/n)·I (always with ``start="identity"``, never with
@@ -220,6 +222,7 @@ def gromov_monge_gap(
     *,
     epsilon0: float = DEFAULT_EPSILON0,
     start: Start = "best",
+    debias: bool = False,
     detach_reference: bool = False,
     return_parts: bool = False,
     **gw_kwargs,
@@ -261,6 +264,13 @@ def gromov_monge_gap(
             ``"cosine"`` or any :class:`~otcore.Cost`; ``cost_y=None`` uses the same.
         epsilon0: ε0 > 0 of ε = ε0·mean(Cx)·mean(Cy) (default :data:`DEFAULT_EPSILON0`).
         start: ``"best"``, ``"product"`` or ``"identity"``, as above.
+        debias: subtract the entropic self-transport terms (ours, not the paper's), as the
+            Sinkhorn divergence debiases OT: GW is replaced by
+            S_ε = GW_ε(x, y) − ½ GW_ε(x, x) − ½ GW_ε(y, y), each the regularised objective
+            E + ε KL at the same ε (self terms solved from (1/n)·I, capped at ε log n). An
+            isometry then has GMG = 0 at any ε, not only up to −ε log n, so a larger ε0 (a
+            smoother, cheaper solve) no longer biases the value or its gradient; the bound
+            GMG ≤ DST no longer holds. Costs two more problems in the same batch.
         detach_reference: stop gradients into ``x`` (the reference treated as a fixed sample).
         return_parts: return a :class:`GMGParts` (value, distortion, gw_value, plan, ...).
         **gw_kwargs: passed to :func:`~otcore.gromov_wasserstein` (tol, max_iter, ...; here
@@ -296,42 +306,50 @@ def gromov_monge_gap(
     batch = Cx.shape[:-2]
     starts = {"best": (product, eye), "product": (product,), "identity": (eye,)}[start]
     k = len(starts)
-    # the k solves (and any batch of x) as one batch: problem index = start · B + b
-    init = torch.stack([s.expand(*batch, n, n) for s in starts]).reshape(-1, n, n)
-    Cxk = Cx.expand(k, *Cx.shape).reshape(-1, n, n)
-    Cyk = Cy.expand(k, *Cy.shape).reshape(-1, n, n)
+    # the k solves (and any batch of x) as one batch: problem index = start · B + b; with
+    # ``debias`` two more, GW_ε(x, x) and GW_ε(y, y), both from (1/n)·I, at the same ε
+    pairs = [(Cx, Cy)] * k + ([(Cx, Cx), (Cy, Cy)] if debias else [])
+    inits = list(starts) + ([eye, eye] if debias else [])
+    init = torch.stack([s.expand(*batch, n, n) for s in inits]).reshape(-1, n, n)
+    C1 = torch.stack([a for a, _ in pairs]).reshape(-1, n, n)
+    C2 = torch.stack([b for _, b in pairs]).reshape(-1, n, n)
+    eps = epsilon0 * (Cx.detach().mean((-1, -2)) * Cy.detach().mean((-1, -2)))
     gw = gromov_wasserstein(
-        Geometry(Cxk),
-        Geometry(Cyk),
-        epsilon=epsilon0,
-        relative_epsilon="mean",
+        Geometry(C1),
+        Geometry(C2),
+        epsilon=eps.expand(len(pairs), *batch).reshape(-1),
         init=init,
         **gw_kwargs,
     )
-    per = (k, *batch)
-    values, regs = gw.value.view(per), gw.reg_value.detach().view(per)
-    eps = gw.epsilon.view(per)[0]
-    pick = regs.argmin(0)  # index into ``starts``
-    gw_value = values.gather(0, pick.unsqueeze(0)).squeeze(0)
+    per = (len(pairs), *batch)
+    regs = gw.reg_value.detach().view(per)
+    # E(P*) (the paper's estimate), or with ``debias`` the regularised values E + ε KL
+    values = (gw.reg_value if debias else gw.value).view(per)
+    pick = regs[:k].argmin(0)  # index into ``starts``
+    gw_value = values[:k].gather(0, pick.unsqueeze(0)).squeeze(0)
     plan = None
     if return_parts:
         plans = gw.plan().detach().view(*per, n, n)
         idx = pick[None, ..., None, None].expand(1, *batch, n, n)
-        plan = plans.gather(0, idx).squeeze(0)
+        plan = plans[:k].gather(0, idx).squeeze(0)
     from_identity = (
         (pick == k - 1) if start != "product" else torch.zeros_like(pick, dtype=torch.bool)
     )
     fell_back = torch.zeros_like(from_identity)
+    bias = eps * math.log(n)  # ε KL((1/n)·I ‖ a⊗b)
     if start != "product":
         # Mirror descent is not monotone: if every solve ends at a coupling whose regularised
         # cost E + ε KL exceeds that of the map's own coupling (DST + ε log n), that
         # coupling is the better solution of the entropic problem (GMG = 0, zero gradient).
-        best_reg = regs.gather(0, pick.unsqueeze(0)).squeeze(0)
-        fell_back = best_reg > dst.detach() + eps * math.log(n)
+        best_reg = regs[:k].gather(0, pick.unsqueeze(0)).squeeze(0)
+        fell_back = best_reg > dst.detach() + bias
         if bool(fell_back.any()):
-            gw_value = torch.where(fell_back, dst, gw_value)
+            gw_value = torch.where(fell_back, dst + bias if debias else dst, gw_value)
             if plan is not None:
                 plan = torch.where(fell_back[..., None, None], eye, plan)
+    if debias:  # the self terms, each no larger than its identity coupling's ε log n
+        self_xx, self_yy = (torch.minimum(values[k + i], bias) for i in (0, 1))
+        gw_value = gw_value - 0.5 * (self_xx + self_yy)
     value = dst - gw_value
     if not return_parts:
         return value

@@ -103,6 +103,8 @@ class GeometricRegulariser:
         (GMG paper, Algorithm 1); GMG only.
     start: where the GW solve starts (``"best"``, ``"product"`` — the paper's a⊗b — or
         ``"identity"``), see :func:`otcore.gromov_monge_gap`; GMG only.
+    debias: subtract the entropic self-transport terms from GW (ours, not the paper's; see
+        :func:`otcore.gromov_monge_gap`); GMG only.
     detach_reference: treat the reference cost matrix Cx as a constant (no gradient through the
         reference points; the GMG brief's default).
     """
@@ -116,6 +118,7 @@ class GeometricRegulariser:
         epsilon0: float = otcore.DEFAULT_EPSILON0,
         detach_reference: bool = True,
         start: otcore.gaps.Start = "best",
+        debias: bool = False,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
@@ -131,13 +134,14 @@ class GeometricRegulariser:
             raise ValueError(f"start: expected one of {otcore.STARTS}, got {start!r}")
         self.kind, self.side, self.cost = kind, side, cost
         self.weight, self.epsilon0, self.detach_reference = weight, epsilon0, detach_reference
-        self.start = start
+        self.start, self.debias = start, debias
 
     def __repr__(self) -> str:
         return (
             f"GeometricRegulariser(kind={self.kind!r}, side={self.side!r}, cost={self.cost!r}, "
             f"weight={self.weight}, epsilon0={self.epsilon0}, "
-            f"detach_reference={self.detach_reference}, start={self.start!r})"
+            f"detach_reference={self.detach_reference}, start={self.start!r}, "
+            f"debias={self.debias})"
         )
 
     def measure(
@@ -180,7 +184,13 @@ class GeometricRegulariser:
         if self.kind == "dst":
             return otcore.distortion(x, y, cost_x=self.cost, cost_y=self.cost), {}
         parts = otcore.gromov_monge_gap(
-            x, y, cost_x=self.cost, epsilon0=self.epsilon0, start=self.start, return_parts=True
+            x,
+            y,
+            cost_x=self.cost,
+            epsilon0=self.epsilon0,
+            start=self.start,
+            debias=self.debias,
+            return_parts=True,
         )
         logs = {
             "dst": parts.distortion.detach(),

@@ -130,6 +130,9 @@ class RegulariserConfig:
     start: Literal["best", "product", "identity"] = "best"
     """Where the GMG's GW solve starts: "best" of the two below (lower regularised objective),
     "product" (a⊗b, the paper's) or "identity" (the map's own coupling); GMG only."""
+    debias: bool = False
+    """Subtract the entropic self-transport terms from GW, as the Sinkhorn divergence does
+    (ours, not the paper's): an isometry then has GMG = 0 at any ε0; GMG only."""
 
 
 @dataclass

@@ -113,6 +113,7 @@ def build_model(
             r.epsilon0,
             detach_reference=r.detach_reference,
             start=r.start,
+            debias=r.debias,
         )
     return VAE(
         observation_shape,
