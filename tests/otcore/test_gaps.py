@@ -308,18 +308,23 @@ def test_debiased_gap_gradient_matches_finite_differences():
     )
     (grad,) = torch.autograd.grad(parts.value, y)
     D = torch.randn(10, 2, generator=g, dtype=F64)
-    eps = parts.epsilon  # held fixed: a stop-gradient statistic
     eye = torch.eye(10, dtype=F64) / 10
     solve = {k: v for k, v in kw.items() if k != "epsilon0"}
+    # each term's ε = 0.5·mean(C1)·mean(C2), held fixed (a stop-gradient statistic)
+    means = {
+        "x": float(otcore.pairwise_cost(x, "cosine").mean()),
+        "y": float(otcore.pairwise_cost(y.detach(), "cosine").mean()),
+    }
 
-    def reg(C1, C2):
+    def reg(C1, C2, e1, e2):
         geoms = otcore.Geometry(C1), otcore.Geometry(C2)
+        eps = 0.5 * means[e1] * means[e2]
         return otcore.gromov_wasserstein(*geoms, epsilon=eps, init=eye, **solve).reg_value
 
     def f(t):  # DST − [GW(x, y) − ½ GW(x, x) − ½ GW(y, y)], regularised values
         yt = y.detach() + t * D
         Cx, Cy = otcore.pairwise_cost(x, "cosine"), otcore.pairwise_cost(yt, "cosine")
-        s = reg(Cx, Cy) - 0.5 * reg(Cx, Cx) - 0.5 * reg(Cy, Cy)
+        s = reg(Cx, Cy, "x", "y") - 0.5 * reg(Cx, Cx, "x", "x") - 0.5 * reg(Cy, Cy, "y", "y")
         return float(otcore.distortion(x, yt, "cosine") - s)
 
     h = 1e-5

@@ -267,7 +267,9 @@ def gromov_monge_gap(
         debias: subtract the entropic self-transport terms (ours, not the paper's), as the
             Sinkhorn divergence debiases OT: GW is replaced by
             S_ε = GW_ε(x, y) − ½ GW_ε(x, x) − ½ GW_ε(y, y), each the regularised objective
-            E + ε KL at the same ε (self terms solved from (1/n)·I, capped at ε log n). An
+            E + ε KL, the self terms at their own ε0·mean(C)² (ε0·mean(Cx)·mean(Cy) is their
+            geometric mean; all three coincide for an isometry), solved from (1/n)·I and capped
+            at ε log n. An
             isometry then has GMG = 0 at any ε, not only up to −ε log n, so a larger ε0 (a
             smoother, cheaper solve) no longer biases the value or its gradient; the bound
             GMG ≤ DST no longer holds. Costs two more problems in the same batch.
@@ -313,11 +315,19 @@ def gromov_monge_gap(
     init = torch.stack([s.expand(*batch, n, n) for s in inits]).reshape(-1, n, n)
     C1 = torch.stack([a for a, _ in pairs]).reshape(-1, n, n)
     C2 = torch.stack([b for _, b in pairs]).reshape(-1, n, n)
-    eps = epsilon0 * (Cx.detach().mean((-1, -2)) * Cy.detach().mean((-1, -2)))
+    mx, my = Cx.detach().mean((-1, -2)), Cy.detach().mean((-1, -2))
+    eps = epsilon0 * mx * my
+    # each self problem at its own ε0·mean(C)² (scale-invariant; equal to ε for an isometry)
+    tiny = torch.finfo(eps.dtype).tiny
+    eps_all = [eps] * k + (
+        [(epsilon0 * mx * mx).clamp_min(tiny), (epsilon0 * my * my).clamp_min(tiny)]
+        if debias
+        else []
+    )
     gw = gromov_wasserstein(
         Geometry(C1),
         Geometry(C2),
-        epsilon=eps.expand(len(pairs), *batch).reshape(-1),
+        epsilon=torch.stack([e.expand(batch) for e in eps_all]).reshape(-1),
         init=init,
         **gw_kwargs,
     )
@@ -348,7 +358,9 @@ def gromov_monge_gap(
             if plan is not None:
                 plan = torch.where(fell_back[..., None, None], eye, plan)
     if debias:  # the self terms, each no larger than its identity coupling's ε log n
-        self_xx, self_yy = (torch.minimum(values[k + i], bias) for i in (0, 1))
+        self_xx, self_yy = (
+            torch.minimum(values[k + i], eps_all[k + i] * math.log(n)) for i in (0, 1)
+        )
         gw_value = gw_value - 0.5 * (self_xx + self_yy)
     value = dst - gw_value
     if not return_parts:
