@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from torch.utils.data import TensorDataset
 from disentangle.train import (
     CheckpointError,
     Config,
+    DataConfig,
     ModelConfig,
     RegulariserConfig,
     RunFolderInUseError,
@@ -154,3 +156,18 @@ def test_checkpoint_folder_copy_keeps_its_manifest_valid(tmp_path):
     (root / "step_00000002" / "extra.txt").write_text("planted")
     with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="not listed"):
         latest_intact_checkpoint(root)
+
+
+def test_a_file_with_part_of_the_grid_is_refused_before_training(tmp_path):
+    from disentangle.data.dsprites import generate_dsprites, save_dsprites_npz
+
+    path = tmp_path / "dsprites.npz"
+    save_dsprites_npz(path, generate_dsprites(np.arange(0, 737_280, 4099)))
+    cfg = dataclasses.replace(
+        tiny_config(tmp_path / "run"),
+        data=DataConfig(name="dsprites_real", path=str(path)),
+        model=ModelConfig(architecture="mlp", latent_dim=4),
+    )
+    with pytest.raises(ValueError, match=r"data.path: .* holds 180 of the 737280"):
+        run(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -140,6 +140,13 @@ class GroundTruthDataset(torch.utils.data.Dataset):
     #: whether observations are random given the factors (colour, noise)
     stochastic: bool = False
     correlation = None  # a CorrelatedFactors sampler, or None for independent factors
+    #: for a file holding part of the grid: flat grid index → row (-1: absent); None: all of it
+    _lookup: np.ndarray | None = None
+
+    @property
+    def missing_combinations(self) -> int:
+        """Number of grid points the source holds no observation for (0: the whole grid)."""
+        return 0 if self._lookup is None else int((self._lookup < 0).sum())
 
     # --- GroundTruthData protocol -------------------------------------------------------
     @property

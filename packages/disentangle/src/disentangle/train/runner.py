@@ -263,6 +263,13 @@ def _run_locked(cfg: Config, dataset: Any, state: PartialState, run_dir: Path) -
     set_seed(cfg.train.seed, deterministic=cfg.train.deterministic)
     with state.main_process_first():  # a dataset cache is generated once, by the main process
         data = dataset if dataset is not None else build_dataset(cfg)
+    missing = getattr(data, "missing_combinations", 0)
+    if missing:
+        raise ValueError(
+            f"data.path: {cfg.data.path} holds {len(data) - missing} of the {len(data)} factor "
+            "combinations; training samples the whole grid, so the file must hold every one "
+            "(it is truncated or filtered)"
+        )
     model = build_model(cfg, tuple(data.observation_shape), len(data), data)
     if state.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
