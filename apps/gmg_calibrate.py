@@ -70,6 +70,10 @@ class Args:
     """ε0 grid of the toy (None: ``epsilons``)."""
     reuse_networks: bool = False
     """Read the network measurements from ``out/networks.json`` instead of measuring."""
+    toy_debias: bool = False
+    """Add toy fits of the debiased GMG (start "best") at each toy ε0."""
+    reuse_toy: bool = False
+    """Read earlier toy fits from ``out/toy.json`` and run only the cells it lacks."""
 
 
 def estimator_table() -> str:
@@ -118,12 +122,20 @@ def _toy_module():
 def toy_grid(a: Args) -> list[dict]:
     """(a): one toy fit per cost × (none, DST, GMG at each ε0 × start)."""
     toy = _toy_module()
-    rows = []
-    cells = [(c, "none", None, None) for c in COSTS] + [(c, "dst", None, None) for c in COSTS]
+    rows = json.loads((a.out / "toy.json").read_text()) if a.reuse_toy else []
+    done = {
+        (r["cost"], r["regulariser"], r["epsilon0"], r["start"], r.get("debias", False))
+        for r in rows
+    }
+    cells = [(c, "none", None, None, False) for c in COSTS]
+    cells += [(c, "dst", None, None, False) for c in COSTS]
     epsilons = a.epsilons if a.toy_epsilons is None else a.toy_epsilons
-    cells += [(c, "gmg", e, s) for c in COSTS for e in epsilons for s in a.starts]
-    for cost, reg, eps0, start in tqdm(cells, desc="toy"):
-        kw = {} if reg != "gmg" else {"epsilon0": eps0, "start": start}
+    cells += [(c, "gmg", e, s, False) for c in COSTS for e in epsilons for s in a.starts]
+    if a.toy_debias:
+        cells += [(c, "gmg", e, "best", True) for c in COSTS for e in epsilons]
+    for cell in tqdm([c for c in cells if c not in done], desc="toy"):
+        cost, reg, eps0, start, debias = cell
+        kw = {} if reg != "gmg" else {"epsilon0": eps0, "start": start, "debias": debias}
         t = time.perf_counter()
         f = toy.fit(cost, reg, steps=a.toy_steps, seed=a.seed, **kw)
         rows.append(
@@ -132,6 +144,7 @@ def toy_grid(a: Args) -> list[dict]:
                 "regulariser": reg,
                 "epsilon0": eps0,
                 "start": start,
+                "debias": debias,
                 "distortion": f.distortion,
                 "divergence": f.divergence,
                 "seconds": time.perf_counter() - t,
@@ -244,8 +257,9 @@ def tables(toy: list[dict], nets: list[dict]) -> str:
         ]
         for r in toy:
             eps = "" if r["epsilon0"] is None else f"{r['epsilon0']:g}"
+            start = (r["start"] or "") + (", debiased" if r.get("debias") else "")
             lines.append(
-                f"| {r['cost']} | {r['regulariser']} | {eps} | {r['start'] or ''} | "
+                f"| {r['cost']} | {r['regulariser']} | {eps} | {start} | "
                 f"{r['distortion']:.4g} | {r['divergence']:.4g} |"
             )
         lines.append("")
