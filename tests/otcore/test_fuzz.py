@@ -22,7 +22,7 @@ import otcore
 
 BUDGET = settings(
     deadline=None,
-    **({} if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else {"max_examples": 60}),
+    **({} if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else {"max_examples": 100}),
 )
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64]
 FUNCTIONS = [
