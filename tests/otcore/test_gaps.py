@@ -330,3 +330,66 @@ def test_debiased_gap_gradient_matches_finite_differences():
     h = 1e-5
     fd = (f(h) - f(-h)) / (2 * h)
     assert abs(fd - float((grad * D).sum())) < 1e-4 * max(1.0, abs(fd))
+
+
+@pytest.mark.parametrize("cost", ["sqeuclidean", "scaled_sqeuclidean", "cosine"])
+def test_gmg_of_a_degenerate_problem_is_zero_with_zero_gradient(cost):
+    # n = 1 or a collapsed decoder (identical images) raised "ε = 0 ... pass an absolute
+    # `epsilon`", and passing `epsilon` then failed with a TypeError. Every coupling is
+    # optimal there: GW = DST, GMG = 0.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 5, generator=g, dtype=F64).requires_grad_()
+    collapsed = (torch.randn(1, 3, generator=g, dtype=F64) + 1.0).expand(16, 3)
+    collapsed = collapsed.clone().requires_grad_()
+    for xx, yy in ((x, collapsed), (x[:1], collapsed[:1]), (collapsed, x)):
+        parts = otcore.gromov_monge_gap(xx, yy, cost, return_parts=True)
+        assert bool(parts.degenerate) and float(parts.value) == 0.0
+        assert not bool(parts.fell_back) and not bool(parts.from_identity)
+        torch.testing.assert_close(parts.plan, torch.eye(len(xx), dtype=F64) / len(xx))
+        grads = torch.autograd.grad(parts.value, (x, collapsed), allow_unused=True)
+        assert all(gr is None or float(gr.abs().max()) == 0.0 for gr in grads)
+        assert float(parts.distortion) == float(otcore.distortion(xx, yy, cost))
+    for start in otcore.STARTS:
+        assert float(otcore.gromov_monge_gap(x, collapsed, cost, start=start)) == 0.0
+
+
+def test_one_degenerate_problem_leaves_the_rest_of_the_batch_alone():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 12, 4, generator=g, dtype=F64)
+    y = torch.tanh(x @ torch.randn(4, 3, generator=g, dtype=F64))
+    y[1] = 0.5  # a collapsed decoder in the middle of the batch
+    y.requires_grad_()
+    parts = otcore.gromov_monge_gap(x, y, return_parts=True)
+    assert parts.degenerate.tolist() == [False, True, False]
+    assert float(parts.value[1]) == 0.0
+    keep = [0, 2]
+    alone = otcore.gromov_monge_gap(x[keep], y.detach()[keep], return_parts=True)
+    torch.testing.assert_close(parts.value[keep], alone.value, rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(parts.epsilon[keep], alone.epsilon, rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(parts.value.sum(), y)
+    assert float(grad[1].abs().max()) == 0.0 and float(grad[0].abs().max()) > 0.0
+
+
+def test_gmg_says_which_argument_sets_epsilon():
+    x = torch.randn(8, 3, dtype=F64)
+    with pytest.raises(TypeError, match="epsilon0"):
+        otcore.gromov_monge_gap(x, x * 2, epsilon=0.1)
+    with pytest.raises(TypeError, match="epsilon0"):
+        otcore.gromov_monge_gap(x, x * 2, relative_epsilon=None)
+    with pytest.raises(ValueError, match="`epsilon0`"):
+        otcore.gromov_monge_gap(x, x * 2, epsilon0=0.0)
+    with pytest.raises(ValueError, match="`epsilon0`"):  # a cost with a negative mean
+        otcore.gromov_monge_gap(x + 5.0, x * 2, "dot", "cosine")
+
+
+def test_debiased_gap_of_a_degenerate_problem_is_zero():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 16, 4, generator=g, dtype=F64)
+    y = torch.randn(3, 16, 2, generator=g, dtype=F64)
+    y[1] = 0.5  # a collapsed decoder in the middle of the batch
+    y.requires_grad_()
+    parts = otcore.gromov_monge_gap(x, y, "sqeuclidean", debias=True, return_parts=True)
+    assert parts.degenerate.tolist() == [False, True, False]
+    assert float(parts.value[1]) == 0.0 and torch.isfinite(parts.value).all()
+    (grad,) = torch.autograd.grad(parts.value.sum(), y)
+    assert float(grad[1].abs().max()) == 0.0 and float(grad[0].abs().max()) > 0.0

@@ -143,3 +143,18 @@ def test_solver_parameters(xy):
         otcore.sinkhorn(torch.rand(3, 3), epsilon=0.1)
     with pytest.raises(ValueError, match="implicit"):
         otcore.sinkhorn(geom, epsilon=0.1, tau_a=0.5, grad="implicit")
+
+
+def test_equal_mass_check_is_relative():
+    # masses 1e-9 and 2e-9 passed the old absolute check (atol = 1e-8)
+    x, y = torch.randn(6, 2), torch.randn(5, 2)
+    a, b = torch.full((6,), 1e-9 / 6), torch.full((5,), 2e-9 / 5)
+    with pytest.raises(ValueError, match="equal total mass"):
+        otcore.sinkhorn(otcore.PointCloud(x, y), a, b, epsilon=0.1)
+    with pytest.raises(ValueError, match="equal total mass"):
+        otcore.gromov_wasserstein(otcore.PointCloud(x), otcore.PointCloud(y), a, b, epsilon=0.1)
+    # equal tiny masses, and masses equal to a relative 1e-6, are accepted
+    otcore.sinkhorn(otcore.PointCloud(x, y), a, a[:5] * 6 / 5, epsilon=0.1)
+    otcore.sinkhorn(
+        otcore.PointCloud(x, y), a * 1e12, a[:5] * (6 / 5 * 1e12 * (1 + 1e-6)), epsilon=0.1
+    )

@@ -298,3 +298,32 @@ def test_symmetric_updates_equal_alternating_updates(problem):
     torch.testing.assert_close(sym.plan(), alt.plan(), rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="symmetric=True"):
         otcore.sinkhorn(otcore.PointCloud(x, x), a, a.flip(0), symmetric=True, **kw)
+
+
+@pytest.mark.parametrize("mass", [1e-3, 1e3])
+def test_tol_is_relative_to_the_mass(problem, mass):
+    # with an absolute tol, a total mass of 1e-3 reported converged=True at a 23 % relative
+    # marginal violation; the violation and `errors` are now divided by the mass
+    x, y, a, b = problem(40, 35, dtype=torch.float64, seed=3)
+    kw = dict(epsilon=0.01, relative_epsilon="mean", newton=False)
+    unit = otcore.sinkhorn(otcore.PointCloud(x, y), a, b, **kw)
+    out = otcore.sinkhorn(otcore.PointCloud(x, y), a * mass, b * mass, **kw)
+    assert out.converged and out.n_iters == unit.n_iters
+    torch.testing.assert_close(out.errors, unit.errors, rtol=1e-6, atol=0)
+    P = out.plan()
+    viol = ((P.sum(1) - a * mass).abs().sum() + (P.sum(0) - b * mass).abs().sum()) / mass
+    assert float(viol) <= 1e-3
+    torch.testing.assert_close(float(viol), float(out.errors[-1]), rtol=1e-6, atol=0)
+    # the Newton finish measures its violation relative to the mass too
+    newton = otcore.sinkhorn(
+        otcore.PointCloud(x, y),
+        a * mass,
+        b * mass,
+        epsilon=0.01,
+        relative_epsilon="mean",
+        tol=1e-6,
+        newton=True,
+    )
+    P = newton.plan()
+    viol = ((P.sum(1) - a * mass).abs().sum() + (P.sum(0) - b * mass).abs().sum()) / mass
+    assert newton.converged and float(viol) <= 1e-6

@@ -7,7 +7,9 @@ Conventions (shared by every function of the package):
 * Potentials: the plan is P = a⊗b·exp((f ⊕ g − C)/ε); warm starts take the same (f, g).
 * ``value`` = ⟨P, C⟩ + ε KL(P ‖ a⊗b) (the dual objective); ``primal_cost`` = ⟨P, C⟩;
   ``ent_reg_cost`` = ⟨P, C⟩ − ε H(P) (used by the Monge gap).
-* ``tol`` is always an L1 marginal violation ‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁.
+* ``tol`` is always an L1 marginal violation relative to the mass,
+  (‖P1 − a‖₁ + ‖Pᵀ1 − b‖₁)/Σb; ``converged`` is reported only when that was measured above
+  the rounding of the potentials (the plan recomputed in float64 is then within 2·tol).
 * Unbalanced marginals use τ = ρ/(ρ + ε) (OTT-JAX convention), τ = 1 being a hard constraint.
 * Gromov-Wasserstein loss L(a, b) = (a − b)² with no ½; distortion and the Gromov-Monge gap use
   the same convention, so our values are twice those of the GMG paper's definitions.

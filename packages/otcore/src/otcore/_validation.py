@@ -10,6 +10,9 @@ import torch
 
 _HALF = (torch.float16, torch.bfloat16)
 
+#: Relative tolerance of the equal-mass check of balanced problems (|Σa − Σb| ≤ it·max).
+MASS_RTOL = 1e-5
+
 
 def compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
     """The floating dtype computations run in: float64 if any input is float64, else float32.
@@ -89,3 +92,11 @@ def as_weights(
     if bool((w.sum(-1) <= 0).any()):
         raise ValueError(f"`{name}` has zero total mass; weights must sum to a positive number.")
     return w
+
+
+def equal_mass(ma: torch.Tensor, mb: torch.Tensor) -> bool:
+    """True when the total masses agree to ``MASS_RTOL`` relative to the larger (per problem).
+
+    Relative, not absolute: masses 1e-9 and 2e-9 differ, whatever their size.
+    """
+    return bool(((ma - mb).abs() <= MASS_RTOL * torch.maximum(ma.abs(), mb.abs())).all())

@@ -60,6 +60,12 @@ def sinkhorn_divergence(
     if relative_epsilon is not None:  # one absolute ε, from the cross cost, for all terms
         gxy = PointCloud(x, y, cost=cost, backend=backend)
         stat = gxy.mean_cost() if relative_epsilon == "mean" else gxy.std_cost()
+        if not bool((stat > 0).all()):
+            raise ValueError(
+                f"`relative_epsilon={relative_epsilon!r}` gives ε = 0: the {relative_epsilon} of "
+                "the cost between `x` and `y` is zero. Pass an absolute `epsilon` with "
+                "relative_epsilon=None."
+            )
         eps = epsilon * (stat if gxy.batched else stat[0])
     oxx = sinkhorn(gxx, a, a, epsilon=eps, symmetric=True, **sinkhorn_kwargs)
     if _same_measure(x, y, oxx.a, b):  # the cross problem is the symmetric one: S = 0

@@ -19,8 +19,15 @@ paper's definitions, and GMG = 0 at a Gromov-Monge-optimal map.
 
 Costs for DST/GMG: ``"sqeuclidean"`` ‖u − v‖², ``"scaled_sqeuclidean"`` (each n × n matrix
 divided by its own mean under stop-gradient — the ScL2² of the paper as read in
-``papers/gmg.md`` §1.5), ``"cosine"`` 1 − cos(u, v) (the gaps are unchanged by the constant
-1 − ·, and the non-negative form keeps ε > 0), or any :class:`~otcore.Cost` / cost name.
+``papers/gmg.md`` §1.5; a cloud of identical points keeps its zero matrix), ``"cosine"``
+1 − cos(u, v) (the gaps are unchanged by the constant 1 − ·, and the non-negative form keeps
+ε > 0), or any :class:`~otcore.Cost` / cost name.
+
+Degenerate problems: when one of the two n × n costs is constant (n = 1, all points of a
+cloud identical — a collapsed decoder —, or any constant matrix), every coupling has
+E(P) = DST, so GW = DST and GMG = 0 exactly; such a problem gets GMG = 0 with a zero
+gradient (``GMGParts.degenerate``), without a GW solve of its own (its ε, a mean cost
+being 0, would be 0), and the other problems of a batch are solved as usual.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from typing import Literal
 
 import torch
 
-from otcore._validation import as_points
+from otcore._validation import as_points, check_positive
 from otcore.costs import Cost, get_cost
 from otcore.geometry import Geometry, PointCloud
 from otcore.gromov import GWOutput, gromov_wasserstein
@@ -81,14 +88,13 @@ def pairwise_cost(z: torch.Tensor, cost: str | Cost = "sqeuclidean") -> torch.Te
     """The within-cloud cost matrix C_ij = c(z_i, z_j): (n, n) or (B, n, n).
 
     ``cost`` is a :class:`~otcore.Cost`, a cost name, or ``"scaled_sqeuclidean"``
-    (‖z_i − z_j‖² divided by its mean over the (n, n) matrix, mean under stop-gradient).
+    (‖z_i − z_j‖² divided by its mean over the (n, n) matrix, mean under stop-gradient; the
+    zero matrix of identical points, or of n = 1, stays zero).
     """
     if isinstance(cost, str) and cost.lower() == _SCALED:
         C = get_cost("sqeuclidean").pairwise(z, z)
         mean = C.detach().mean((-1, -2), keepdim=True)
-        if not bool((mean > 0).all()):
-            raise ValueError("`scaled_sqeuclidean` needs at least two distinct points.")
-        return C / mean
+        return C / torch.where(mean > 0, mean, torch.ones_like(mean))
     try:
         c = get_cost(cost)
     except ValueError:
@@ -202,6 +208,11 @@ class GMGParts:
         fell_back: () or (B,) bool, True where every solve ended at a larger regularised cost
             than the map's own coupling (1/n)·I and that coupling was used (GMG = 0, zero
             gradient). Never with ``start="product"``.
+        degenerate: () or (B,) bool, True where Cx or Cy is constant (n = 1, identical
+            points): every coupling is optimal, GW = DST, and GMG = 0 with a zero gradient;
+            ``plan`` is then (1/n)·I and the entries of ``gw`` for that problem are those of
+            a stand-in solve on zero costs (at ε = 1; ``epsilon`` keeps ε0·mean(Cx)·mean(Cy)).
+            ``from_identity`` and ``fell_back`` are False there.
     """
 
     value: torch.Tensor
@@ -212,6 +223,7 @@ class GMGParts:
     epsilon: torch.Tensor
     from_identity: torch.Tensor
     fell_back: torch.Tensor
+    degenerate: torch.Tensor
 
 
 def gromov_monge_gap(
@@ -247,6 +259,11 @@ def gromov_monge_gap(
       problem the coupling with the lower regularised objective E + ε KL(P ‖ a⊗b): the
       better estimate of the entropic GW problem the paper defines.
 
+    A problem whose Cx or Cy is constant (n = 1, a cloud of identical points: a collapsed
+    decoder) is degenerate: GW = DST for every coupling, so GMG = 0, returned with a zero
+    gradient and without solving it (``GMGParts.degenerate``); the other problems of a batch
+    are unaffected.
+
     With ``"identity"`` and ``"best"``, should every solve end above the regularised cost
     of (1/n)·I itself (DST + ε log n), that coupling is kept (``fell_back``: GMG = 0, zero
     gradient). Bounds, uniform weights: with ``"identity"`` or ``"best"``, −ε log n ≤ GMG
@@ -277,7 +294,8 @@ def gromov_monge_gap(
         detach_reference: stop gradients into ``x`` (the reference treated as a fixed sample).
         return_parts: return a :class:`GMGParts` (value, distortion, gw_value, plan, ...).
         **gw_kwargs: passed to :func:`~otcore.gromov_wasserstein` (tol, max_iter, ...; here
-            ``min_iter=2`` and ``warn=False`` unless given). ``init`` is set by ``start``.
+            ``min_iter=2`` and ``warn=False`` unless given). ``init`` is set by ``start``, and
+            ``epsilon`` / ``relative_epsilon`` by ``epsilon0`` (a TypeError otherwise).
 
     Returns:
         () or (B,) tensor (or :class:`GMGParts`), differentiable in y (and x unless detached).
@@ -296,6 +314,13 @@ def gromov_monge_gap(
         raise ValueError(f"`start` must be one of {STARTS}, got {start!r}.")
     if "init" in gw_kwargs:
         raise TypeError("`init` is set by `start` ('best', 'product' or 'identity').")
+    for name in ("epsilon", "relative_epsilon"):
+        if name in gw_kwargs:
+            raise TypeError(
+                f"`{name}` is set by `epsilon0` (ε = epsilon0·mean(Cx)·mean(Cy)); pass "
+                "`epsilon0` instead."
+            )
+    check_positive("epsilon0", epsilon0)
     x, y, cx, cy = _pair(x, y, cost_x, cost_y)
     if detach_reference:
         x = x.detach()
@@ -307,27 +332,44 @@ def gromov_monge_gap(
     eye = torch.eye(n, dtype=Cx.dtype, device=Cx.device) / n
     product = torch.full_like(eye, 1.0 / n**2)
     batch = Cx.shape[:-2]
+    # Degenerate problems (a constant Cx or Cy: GW = DST for every coupling) are solved as a
+    # stand-in on zero costs at ε = 1, which converges at once: GMG = 0 is set below.
+    cx_d, cy_d = Cx.detach(), Cy.detach()
+    degenerate = _constant(cx_d) | _constant(cy_d)
+    mean_x, mean_y = cx_d.mean((-1, -2)), cy_d.mean((-1, -2))
+    eps = torch.as_tensor(epsilon0, dtype=Cx.dtype, device=Cx.device) * (mean_x * mean_y)
+    bad = ~degenerate & ~(torch.isfinite(eps) & (eps > 0))
+    if bool(bad.any()):
+        raise ValueError(
+            f"ε = `epsilon0`·mean(Cx)·mean(Cy) is {eps[bad].flatten()[0].item():.3g}: the "
+            "Gromov-Monge gap needs `cost_x` and `cost_y` with positive means (e.g. "
+            "'sqeuclidean', 'scaled_sqeuclidean' or 'cosine')."
+        )
+    eps_solve = torch.where(degenerate, torch.ones_like(eps), eps)
+    if bool(degenerate.any()):
+        stand_in = degenerate[..., None, None]
+        cx_solve = torch.where(stand_in, torch.zeros_like(Cx), Cx)
+        cy_solve = torch.where(stand_in, torch.zeros_like(Cy), Cy)
+    else:
+        cx_solve, cy_solve = Cx, Cy
     starts = {"best": (product, eye), "product": (product,), "identity": (eye,)}[start]
     k = len(starts)
     # the k solves (and any batch of x) as one batch: problem index = start · B + b; with
-    # ``debias`` two more, GW_ε(x, x) and GW_ε(y, y), both from (1/n)·I, at the same ε
-    pairs = [(Cx, Cy)] * k + ([(Cx, Cx), (Cy, Cy)] if debias else [])
-    inits = list(starts) + ([eye, eye] if debias else [])
+    # ``debias`` two more, GW_ε(x, x) and GW_ε(y, y), both from (1/n)·I
+    pairs = [(cx_solve, cy_solve)] * k
+    eps_all = [eps_solve] * k
+    inits = list(starts)
+    if debias:  # each self problem at its own ε0·mean(C)² (scale-invariant; = ε for an isometry)
+        pairs += [(cx_solve, cx_solve), (cy_solve, cy_solve)]
+        eps_all += [
+            torch.where(degenerate, torch.ones_like(eps), epsilon0 * m * m)
+            for m in (mean_x, mean_y)
+        ]
+        inits += [eye, eye]
     init = torch.stack([s.expand(*batch, n, n) for s in inits]).reshape(-1, n, n)
-    C1 = torch.stack([a for a, _ in pairs]).reshape(-1, n, n)
-    C2 = torch.stack([b for _, b in pairs]).reshape(-1, n, n)
-    mx, my = Cx.detach().mean((-1, -2)), Cy.detach().mean((-1, -2))
-    eps = epsilon0 * mx * my
-    # each self problem at its own ε0·mean(C)² (scale-invariant; equal to ε for an isometry)
-    tiny = torch.finfo(eps.dtype).tiny
-    eps_all = [eps] * k + (
-        [(epsilon0 * mx * mx).clamp_min(tiny), (epsilon0 * my * my).clamp_min(tiny)]
-        if debias
-        else []
-    )
     gw = gromov_wasserstein(
-        Geometry(C1),
-        Geometry(C2),
+        Geometry(torch.stack([c1 for c1, _ in pairs]).reshape(-1, n, n)),
+        Geometry(torch.stack([c2 for _, c2 in pairs]).reshape(-1, n, n)),
         epsilon=torch.stack([e.expand(batch) for e in eps_all]).reshape(-1),
         init=init,
         **gw_kwargs,
@@ -353,16 +395,20 @@ def gromov_monge_gap(
         # cost E + ε KL exceeds that of the map's own coupling (DST + ε log n), that
         # coupling is the better solution of the entropic problem (GMG = 0, zero gradient).
         best_reg = regs[:k].gather(0, pick.unsqueeze(0)).squeeze(0)
-        fell_back = best_reg > dst.detach() + bias
-        if bool(fell_back.any()):
-            gw_value = torch.where(fell_back, dst + bias if debias else dst, gw_value)
-            if plan is not None:
-                plan = torch.where(fell_back[..., None, None], eye, plan)
+        fell_back = (best_reg > dst.detach() + bias) & ~degenerate
+    from_identity = from_identity & ~degenerate
+    # the map's own coupling (1/n)·I: E = DST, E + ε KL = DST + ε log n (zero gradient in GW)
+    own = fell_back | degenerate
+    if bool(own.any()):
+        gw_value = torch.where(own, dst + bias if debias else dst, gw_value)
+        if plan is not None:
+            plan = torch.where(own[..., None, None], eye, plan)
     if debias:  # the self terms, each no larger than its identity coupling's ε log n
         self_xx, self_yy = (
             torch.minimum(values[k + i], eps_all[k + i] * math.log(n)) for i in (0, 1)
         )
         gw_value = gw_value - 0.5 * (self_xx + self_yy)
+        gw_value = torch.where(degenerate, dst, gw_value)  # GMG = 0 there, as documented
     value = dst - gw_value
     if not return_parts:
         return value
@@ -375,4 +421,10 @@ def gromov_monge_gap(
         epsilon=eps,
         from_identity=from_identity,
         fell_back=fell_back,
+        degenerate=degenerate,
     )
+
+
+def _constant(C: torch.Tensor) -> torch.Tensor:
+    """(…,) bool: the (…, n, n) matrix has a single value (n = 1, identical points, …)."""
+    return C.amax((-1, -2)) == C.amin((-1, -2))

@@ -503,11 +503,12 @@ class PointCloud(KeOpsReductions, Geometry):
     def std_cost(self) -> torch.Tensor:
         if self.backend != "keops":
             return super().std_cost()
-        with torch.no_grad():
+        with torch.no_grad():  # two passes: mean(C²) − mean(C)² cancels when std ≪ |mean|
             C = self._keops_cost()
             mean = C.sum(dim=1).sum() / (self.n * self.m)
-            sq = (C * C).sum(dim=1).sum() / (self.n * self.m)
-        return (sq - mean**2).clamp_min(0).sqrt().reshape(1)
+            D = C - _lazy(mean.reshape(1))
+            var = (D * D).sum(dim=1).sum() / (self.n * self.m)
+        return var.clamp_min(0).sqrt().reshape(1)
 
     def max_cost(self) -> torch.Tensor:
         if self.backend != "keops":

@@ -151,11 +151,21 @@ class LowRankGeometry(KeOpsReductions, Geometry):
         return (U.mean(1) * V.mean(1)).sum(-1) * self._factor_scale()
 
     def std_cost(self) -> torch.Tensor:
-        """Standard deviation of the entries per problem, (B,), exact in O((n + m) r²)."""
+        """Standard deviation of the entries per problem, (B,), exact in O((n + m) r²).
+
+        With centred factors Ũ = U − ū, Ṽ = V − v̄, C − mean(C) = α ⊕ β + ŨṼᵀ with α = Ũv̄,
+        β = Ṽū; the three parts are orthogonal (each has zero row or column means), so
+        var(C) = mean(α²) + mean(β²) + ⟨ŨᵀŨ, ṼᵀṼ⟩_F / (n m): a sum of non-negative terms,
+        without the cancellation of mean(C²) − mean(C)² when |mean(C)| ≫ std(C).
+        """
         U, V = self.U.detach(), self.V.detach()
-        gu, gv = U.transpose(1, 2) @ U, V.transpose(1, 2) @ V
-        sq = (gu * gv).sum((1, 2)) / (self.n * self.m) * self._factor_scale() ** 2
-        return (sq - self.mean_cost() ** 2).clamp_min(0).sqrt()
+        ub, vb = U.mean(1, keepdim=True), V.mean(1, keepdim=True)
+        Ut, Vt = U - ub, V - vb
+        alpha = (Ut * vb).sum(-1)
+        beta = (Vt * ub).sum(-1)
+        gu, gv = Ut.transpose(1, 2) @ Ut, Vt.transpose(1, 2) @ Vt
+        var = (alpha**2).mean(1) + (beta**2).mean(1) + (gu * gv).sum((1, 2)) / (self.n * self.m)
+        return var.clamp_min(0).sqrt() * self._factor_scale().abs()
 
     def max_cost(self) -> torch.Tensor:
         if self.backend != "keops":
