@@ -166,8 +166,9 @@ class GeometricRegulariser:
         """:meth:`measure` and its diagnostics (detached scalars).
 
         Diagnostics of GMG: ``dst`` (its distortion), ``gw`` (E(P*)), ``epsilon`` (the absolute
-        ε of the solve), ``fell_back`` and ``from_identity`` (1.0 or 0.0, see
-        :class:`otcore.GMGParts`); of DST and the Jacobian penalty: none.
+        ε of the solve), ``fell_back``, ``from_identity`` and ``degenerate`` (1.0 or 0.0, see
+        :class:`otcore.GMGParts`; a degenerate batch, e.g. a collapsed decoder, has GMG = 0
+        and no gradient instead of stopping the run); of DST and the Jacobian penalty: none.
         """
         if reference.shape[0] < 2:
             raise ValueError(
@@ -198,5 +199,6 @@ class GeometricRegulariser:
             "epsilon": parts.epsilon.detach(),
             "fell_back": parts.fell_back.to(parts.value.dtype),
             "from_identity": parts.from_identity.to(parts.value.dtype),
+            "degenerate": parts.degenerate.to(parts.value.dtype),
         }
         return parts.value, logs
