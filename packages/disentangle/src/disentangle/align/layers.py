@@ -120,7 +120,9 @@ class ProjectedNBLayer(AlignmentLayer):
     ) -> ProjectedNBLayer:
         """Set the directions ``w`` (d, K) (None for NB) and fit the maps on ``x``, ``y``."""
         if self.w is not None:
-            self.w = w.to(x)
+            # contiguous: a saved and reloaded flow (whose buffers are contiguous) must run
+            # the same matrix-product kernels, bit for bit
+            self.w = w.to(x).contiguous()
             x = x @ self.w
         self.maps.fit(x, y, alpha=alpha, bound_eps=bound_eps, weights=weights)
         return self
