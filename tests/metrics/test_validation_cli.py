@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,10 +10,23 @@ import sys
 import numpy as np
 import pytest
 
-from dismetrics import dci, irs, mig, score, unsupervised
+from dismetrics import (
+    PRESETS,
+    beta_vae_score,
+    dci,
+    dci_hfs,
+    histogram_discretize,
+    irs,
+    mig,
+    mig_hfs,
+    sample_codes,
+    sap,
+    score,
+    unsupervised,
+)
 from dismetrics.__main__ import main
 
-from .conftest import make_factors
+from .conftest import ToyData, make_factors
 
 
 @pytest.fixture
@@ -59,6 +73,107 @@ def test_too_few_samples_and_all_constant_factors(codes, factors):
         mig(codes, np.zeros_like(factors))
     with pytest.raises(ValueError, match="too few to split"):
         score(codes[:2], factors[:2], ["dci"])
+
+
+BIG = 10**10  # used to allocate 74.5 GiB of histogram edges
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        pytest.param(
+            lambda z, f: mig(z, f, num_bins=BIG),
+            ValueError,
+            r"num_bins must be an integer between 1 and 100000, got 10000000000",
+            id="mig-num_bins-huge",
+        ),
+        pytest.param(
+            lambda z, f: histogram_discretize(z, BIG), ValueError, "num_bins", id="hist-huge"
+        ),
+        pytest.param(
+            lambda z, f: mig_hfs(z, f, num_bins=BIG), ValueError, "num_bins", id="hfs-huge"
+        ),
+        pytest.param(
+            lambda z, f: mig(z, f, num_bins=2.5),
+            TypeError,
+            r"num_bins must be an integer between 1 and 100000, got 2.5",
+            id="mig-num_bins-float",
+        ),
+        pytest.param(
+            lambda z, f: irs(z, f, num_bins=0), ValueError, "num_bins must be", id="irs-zero"
+        ),
+        pytest.param(lambda z, f: unsupervised(z, num_bins=True), TypeError, "num_bins", id="bool"),
+        pytest.param(
+            lambda z, f: score(z, f, ["mig"], seed=-1),
+            ValueError,
+            r"seed must be an integer >= 0, got -1",
+            id="score-seed",
+        ),
+        pytest.param(
+            lambda z, f: score(z, f, ["mig"], seed=2.5),
+            TypeError,
+            "seed must be a non-negative integer",
+            id="score-seed-float",
+        ),
+        pytest.param(
+            lambda z, f: dci(z, f, z, f, seed=-1),
+            ValueError,
+            "seed must be an integer >= 0",
+            id="dci-seed",
+        ),
+        pytest.param(
+            lambda z, f: dci_hfs(z, f, num_train=100, num_test=50, seed=-1),
+            ValueError,
+            "seed must be an integer >= 0",
+            id="hfs-seed",
+        ),
+        pytest.param(
+            lambda z, f: dci_hfs(z, f, num_train=100.5, num_test=50),
+            TypeError,
+            "num_train must be an integer >= 2, got 100.5",
+            id="hfs-num_train",
+        ),
+        pytest.param(
+            lambda z, f: dci_hfs(z, f, num_train=100, num_test=0),
+            ValueError,
+            "num_test must be an integer >= 1, got 0",
+            id="hfs-num_test",
+        ),
+        pytest.param(
+            lambda z, f: sap(z, f, z, f, n_jobs=0), ValueError, "n_jobs must be", id="n_jobs"
+        ),
+        pytest.param(
+            lambda z, f: dataclasses.replace(PRESETS["fast"], num_bins=BIG),
+            ValueError,
+            "num_bins must be an integer between 1 and 100000",
+            id="preset-num_bins",
+        ),
+        pytest.param(
+            lambda z, f: dataclasses.replace(PRESETS["fast"], num_train=2.5),
+            TypeError,
+            "num_train must be an integer >= 1",
+            id="preset-num_train",
+        ),
+        pytest.param(lambda z, f: score(z, f, 5), TypeError, "metrics must be", id="metrics"),
+        pytest.param(
+            lambda z, f: sample_codes(ToyData(), lambda x: x, 2.5, 0),
+            TypeError,
+            "num must be an integer >= 1",
+            id="sample_codes-num",
+        ),
+        pytest.param(
+            lambda z, f: beta_vae_score(ToyData(), lambda x: x, num_train=2.5),
+            TypeError,
+            "num_train must be an integer >= 1",
+            id="beta_vae-num_train",
+        ),
+    ],
+)
+def test_integer_arguments_name_the_argument_and_the_allowed_range(
+    codes, factors, call, error, match
+):
+    with pytest.raises(error, match=match):
+        call(codes, factors)
 
 
 def test_score_splits_and_warns_once_per_metric_on_single_valued_factor(codes, factors):
