@@ -12,11 +12,12 @@ os.environ.setdefault(
 )
 
 # Property tests draw the same examples on every run (a red CI is then reproducible, never a
-# lucky draw); ``HYPOTHESIS_PROFILE=explore`` draws fresh examples to hunt for new failures.
+# lucky draw); ``HYPOTHESIS_PROFILE=explore`` draws fresh examples to hunt for new failures, and
+# ``HYPOTHESIS_PROFILE=fuzz`` draws fresh ones too, 500 per test that sets no count of its own
+# and per test of tests/metrics/test_fuzz.py (which runs 25 under the other profiles).
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)
-# A profile registered by a sub-folder's conftest (e.g. tests/otcore's "fuzz") is loaded there.
-_profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-settings.load_profile(_profile if _profile in ("ci", "explore") else "ci")
+settings.register_profile("fuzz", derandomize=False, max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

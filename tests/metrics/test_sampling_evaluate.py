@@ -40,7 +40,7 @@ def test_sample_codes_shapes_and_chunking(toy_data):
     np.testing.assert_array_equal(z, f)
     _, f2 = sample_codes(toy_data, identity, 50, np.random.default_rng(0), batch_size=16)
     np.testing.assert_array_equal(f, f2)  # same seed, same draws
-    with pytest.raises(ValueError, match="num must be a positive"):
+    with pytest.raises(ValueError, match="num must be an integer >= 1, got 0"):
         sample_codes(toy_data, identity, 0, np.random.default_rng(0))
 
 

@@ -1,19 +1,12 @@
 """Shared fixtures and helpers for the otcore tests.
 
-``HYPOTHESIS_PROFILE=fuzz`` runs the otcore property and fuzz tests that take their budget
-from the profile (test_honest_convergence.py, test_fuzz.py) with 500 fresh examples each
-instead of their small, derandomised default.
+``HYPOTHESIS_PROFILE=fuzz`` (registered in ``tests/conftest.py``) runs the otcore property
+and fuzz tests that take their budget from the profile (test_honest_convergence.py,
+test_fuzz.py) with 500 fresh examples each instead of their small, derandomised default.
 """
-
-import os
 
 import pytest
 import torch
-from hypothesis import settings
-
-settings.register_profile("fuzz", max_examples=500, derandomize=False, deadline=None)
-if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz":
-    settings.load_profile("fuzz")
 
 
 @pytest.fixture

@@ -4,6 +4,10 @@ Conventions (everywhere in this package):
 
 * codes are sample-major ``(N, D)`` floats, factors ``(N, K)`` non-negative integer classes;
   torch tensors are accepted and converted (torch is never imported here);
+* every array metric standardises the codes per column (mean 0, standard deviation 1, test
+  codes with the training statistics; near-constant columns become constant) before fitting or
+  discretising, so scores do not depend on the codes' scale or offset (BetaVAE and FactorVAE
+  keep dlib's code units: FactorVAE's prune threshold is absolute);
 * entropies and mutual information are plug-in estimates in nats; codes are discretised with a
   20-bin equal-width histogram per dimension on the scored sample;
 * every random draw comes from an explicit seed or ``numpy.random.Generator``, and every

@@ -32,8 +32,10 @@ from .validation import (
     as_generator,
     as_int_seed,
     check_codes,
+    check_int,
     check_train_test,
     require_samples,
+    standardize,
 )
 
 _SMOOTH = 1e-11  # dlib adds this to every importance before taking entropies
@@ -141,11 +143,14 @@ def dci(
 ) -> DCIResult:
     """DCI of train codes (N, D) / factors (N, K), informativeness also on a test sample.
 
-    ``estimator``: ``"gbt"`` (dlib default) or ``"hist_gbt"`` (fast; see
-    :mod:`dismetrics.estimators`). Every classifier gets ``random_state`` from ``seed``.
-    ``n_jobs`` fits factors in parallel threads (same numbers as sequential). Factors with a
-    single value in the training sample are skipped with a warning. Keys ``disentanglement``,
-    ``completeness``, ``informativeness_train``, ``informativeness_test`` as in dlib.
+    Both code samples are standardised with the training sample's column means and standard
+    deviations before fitting (:func:`~dismetrics.validation.check_train_test`; near-constant
+    columns become constant), so codes of any scale give the same scores. ``estimator``:
+    ``"gbt"`` (dlib default) or ``"hist_gbt"`` (fast; see :mod:`dismetrics.estimators`). Every
+    classifier gets ``random_state`` from ``seed``. ``n_jobs`` fits factors in parallel threads
+    (same numbers as sequential). Factors with a single value in the training sample are skipped
+    with a warning. Keys ``disentanglement``, ``completeness``, ``informativeness_train``,
+    ``informativeness_test`` as in dlib.
     """
     z_tr, y_tr, z_te, y_te = check_train_test(codes_train, factors_train, codes_test, factors_test)
     require_samples(z_tr.shape[0], 2, "codes_train", "dci")
@@ -216,14 +221,14 @@ def dci_hfs(
     4. a default classifier per factor, then dlib's aggregation (:func:`dci_from_importance`).
 
     The HFS code leaves the split and the classifiers unseeded; here both come from ``seed``.
-    Needs N ≥ num_train + num_test.
+    The codes are standardised first like every metric's (this changes only near-constant
+    columns, which become constant: min-max scaling is affine invariant). Needs integers
+    ``num_train`` ≥ 2, ``num_test`` ≥ 1 and N ≥ num_train + num_test.
     """
-    z = check_codes(codes, "codes")
+    num_train = check_int(num_train, "num_train", 2)
+    num_test = check_int(num_test, "num_test", 1)
+    z = standardize(check_codes(codes, "codes"))
     v = check_codes(factor_values, "factor_values", n=z.shape[0])
-    if num_train < 2 or num_test < 1:
-        raise ValueError(
-            f"dci_hfs needs num_train >= 2 and num_test >= 1, got {num_train}/{num_test}"
-        )
     require_samples(z.shape[0], num_train + num_test, "codes", "dci_hfs (num_train + num_test)")
     lo, hi = z.min(axis=0), z.max(axis=0)
     z = (z - lo) / np.where(hi > lo, hi - lo, 1.0)

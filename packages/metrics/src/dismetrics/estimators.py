@@ -26,6 +26,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 
+from .validation import check_n_jobs
+
 Estimator = Literal["gbt", "hist_gbt"]
 ESTIMATORS: tuple[str, ...] = ("gbt", "hist_gbt")
 T = TypeVar("T")
@@ -132,8 +134,10 @@ def map_factors(
 
     ``cost`` (for example the number of classes) orders the jobs largest first so that the
     parallel schedule stays balanced. Processes, not threads: a GBT fit holds the GIL for much
-    of its Python-level stage loop. Returns ``{k: fit(k)}``.
+    of its Python-level stage loop. ``n_jobs`` is None or a non-zero integer (joblib's meaning).
+    Returns ``{k: fit(k)}``.
     """
+    n_jobs = check_n_jobs(n_jobs)
     order = [k for _, k in sorted(zip(cost, factors), key=lambda t: -t[0])]
     if n_jobs in (None, 1) or len(order) == 1:
         outs = [fit(k) for k in order]

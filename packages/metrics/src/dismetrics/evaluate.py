@@ -28,7 +28,15 @@ from .results import MetricResult, _plain
 from .sampling import Represent, beta_vae_score, factor_vae_score, sample_codes
 from .sap import sap
 from .unsupervised import unsupervised
-from .validation import SeedLike, as_int_seed, check_pair, check_train_test
+from .validation import (
+    SeedLike,
+    as_int_seed,
+    check_codes,
+    check_factors,
+    check_seed,
+    standardize,
+    validate_train_test,
+)
 
 log = logging.getLogger("dismetrics")
 
@@ -109,6 +117,10 @@ def _check_metrics(
         return [m for m in allowed if m not in VARIANT_METRICS]
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    if not isinstance(metrics, Sequence) or not all(isinstance(m, str) for m in metrics):
+        raise TypeError(
+            f"metrics must be a comma-separated string or a sequence of names, got {metrics!r}"
+        )
     unknown = [m for m in metrics if m not in allowed]
     if unknown:
         raise ValueError(f"metrics: unknown for {where}: {unknown}; choose from {list(allowed)}")
@@ -122,12 +134,8 @@ def _streams(seed: SeedLike, n: int) -> list[np.random.SeedSequence]:
     if isinstance(seed, np.random.Generator):
         seed = int(seed.integers(2**63 - 1))
     if isinstance(seed, np.random.SeedSequence):
-        seed = seed.generate_state(4)
-    elif isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(
-            f"seed must be an int, SeedSequence or Generator, got {type(seed).__name__}"
-        )
-    return np.random.SeedSequence(seed).spawn(n)
+        return np.random.SeedSequence(seed.generate_state(4)).spawn(n)
+    return np.random.SeedSequence(check_seed(seed)).spawn(n)
 
 
 def _timed(timings: dict[str, float], name: str, fn, *args, **kwargs):
@@ -157,15 +165,22 @@ def score(
     (seeded) into ``train_fraction`` train and the rest test, and the other metrics use the
     train part. The variants ``mig_hfs`` and ``dci_hfs`` always use the whole (codes, factors)
     (``dci_hfs`` draws ``preset.num_train``/``num_test`` of them).
+
+    Every metric standardises the codes it is given column by column (train statistics for
+    the test sample; :func:`~dismetrics.validation.standardize`), so the scores are the same
+    for codes ``c`` and ``a * c + b`` (scalar ``a ≠ 0``, vector ``b``), except
+    ``gaussian_wasserstein_correlation``, which is in squared code units. All arguments are
+    checked before any metric runs.
     """
     cfg = resolve_preset(preset)
     names = _check_metrics(metrics, ARRAY_METRICS + VARIANT_METRICS, "score")
-    z, y = check_pair(codes, factors)
+    z = check_codes(codes, "codes")
+    y = check_factors(factors, "factors", n=z.shape[0])
     split_seq, est_seq, hfs_seq = _streams(seed, 3)
     if (codes_test is None) != (factors_test is None):
         raise ValueError("give both codes_test and factors_test, or neither")
     if codes_test is not None:
-        z_tr, y_tr, z_te, y_te = check_train_test(z, y, codes_test, factors_test)
+        z_tr, y_tr, z_te, y_te = validate_train_test(z, y, codes_test, factors_test)
     elif _NEEDS_TEST & set(names):
         if not 0.0 < train_fraction < 1.0:
             raise ValueError(
@@ -203,12 +218,16 @@ def _score_samples(
     timings: dict[str, float],
     factor_names: tuple[str, ...] | None = None,
 ) -> EvaluationResult:
-    """Run the array metrics in ``names`` on validated samples, sharing the MI matrix."""
+    """Run the array metrics in ``names`` on validated samples, sharing the MI matrix.
+
+    The MI matrix is that of the standardised train codes, as ``mig`` and
+    ``modularity_explicitness`` compute it themselves.
+    """
     est_seed = as_int_seed(est_seq)
     mi = None
     if _USES_MI & set(names):
         start = time.perf_counter()
-        mi = mutual_info_matrix(histogram_discretize(z_tr, cfg.num_bins), y_tr)
+        mi = mutual_info_matrix(histogram_discretize(standardize(z_tr), cfg.num_bins), y_tr)
         timings["mutual_info"] = time.perf_counter() - start
     results: dict[str, MetricResult] = {}
     jobs = {

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import check_codes, check_num_bins, code_scales
+
 NUM_BINS = 20  # disentanglement_lib study configs: discretizer.num_bins = 20
 
 
@@ -23,16 +25,24 @@ def histogram_discretize(codes: np.ndarray, num_bins: int = NUM_BINS) -> np.ndar
 
     Returns (N, D) int64 labels in ``0 .. num_bins-1``. The edges of column d come from
     ``np.histogram(codes[:, d], num_bins)``: the minimum lands in bin 0, the maximum in the last
-    bin, and a constant column in a single bin. Invariant under per-column increasing affine
-    maps (not under general monotone maps, since the bins have equal width).
+    bin. A constant or near-constant column (spread at float rounding level,
+    :data:`~dismetrics.validation.NEAR_CONSTANT_RTOL`) gets label 0 everywhere. Each column is
+    first divided by a power of two near its largest absolute value (exact in floating point
+    short of subnormal underflow, so the bins are those of the raw column) so that no scale
+    overflows. Invariant under per-column increasing affine maps (not under general monotone
+    maps, since the bins have equal width). ``codes`` must be finite (a ``ValueError`` names
+    them otherwise) and ``num_bins`` an integer between 1 and
+    :data:`~dismetrics.validation.MAX_NUM_BINS`. The metrics pass standardised codes.
     """
-    if num_bins < 1:
-        raise ValueError(f"num_bins must be a positive integer, got {num_bins}")
-    codes = np.asarray(codes, dtype=np.float64)
-    out = np.empty(codes.shape, dtype=np.int64)
-    for d in range(codes.shape[1]):
-        edges = np.histogram(codes[:, d], bins=num_bins)[1]
-        out[:, d] = np.digitize(codes[:, d], edges[:-1]) - 1
+    num_bins = check_num_bins(num_bins)
+    codes = check_codes(codes, "codes")
+    live = code_scales(codes) > 0
+    exponents = np.frexp(np.max(np.abs(codes), axis=0))[1]
+    out = np.zeros(codes.shape, dtype=np.int64)
+    for d in np.flatnonzero(live):
+        col = np.ldexp(codes[:, d], -exponents[d])
+        edges = np.histogram(col, bins=num_bins)[1]
+        out[:, d] = np.digitize(col, edges[:-1]) - 1
     return out
 
 

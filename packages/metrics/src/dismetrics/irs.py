@@ -10,6 +10,10 @@ factor k and each of its values v, with e = mean(z | v_k = v):
 divided by the number of values of the factor. With max_dev_d = max_n |z_nd − mean_d|,
 ``IRS_matrix = 1 − cum / max_dev``, a code's score is its row maximum and
 ``IRS = average(per-code score, weights=max_dev)``.
+
+Range: IRS ≤ 1, and IRS ≥ −1 since |z − e| ≤ 2·max_dev. It is negative (dlib's formula, kept)
+only when the deviations within the groups of every factor exceed the largest deviation from
+the overall mean, which takes a tiny or degenerate sample (a few points away from a constant).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 
 from .information import NUM_BINS, histogram_discretize
 from .results import MetricResult
-from .validation import active_factors, check_pair, require_samples
+from .validation import active_factors, check_num_bins, check_pair, require_samples
 
 DIFF_QUANTILE = 0.99  # disentanglement_lib irs.diff_quantile default
 
@@ -67,9 +71,14 @@ def irs(
 ) -> IRSResult:
     """IRS of codes (N, D) against integer factors (N, K). Key ``IRS`` as in dlib.
 
-    IRS is 0 when every code is constant. Factors that are single-valued (after the histogram
-    discretisation) are skipped with a warning.
+    The codes are standardised column by column first
+    (:func:`~dismetrics.validation.standardize`), which changes no value beyond float rounding
+    (IRS is a ratio of deviations); near-constant codes count as constant. IRS is 0 when every
+    code is constant. Factors that are single-valued (after the histogram discretisation) are
+    skipped with a warning. IRS lies in [-1, 1] (negative only on degenerate samples; see the
+    module docstring).
     """
+    num_bins = check_num_bins(num_bins)
     z, y = check_pair(codes, factors)
     require_samples(z.shape[0], 2, "codes", "irs")
     if not 0.0 <= diff_quantile <= 1.0:

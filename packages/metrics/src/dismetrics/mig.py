@@ -24,9 +24,11 @@ from .validation import (
     active_factors,
     check_codes,
     check_mutual_info,
+    check_num_bins,
     check_pair,
     require_dims,
     require_samples,
+    standardize,
 )
 
 
@@ -80,10 +82,15 @@ def mig(
 ) -> MIGResult:
     """Discrete MIG of ``codes`` (N, D) against integer ``factors`` (N, K).
 
-    Needs D ≥ 2 and N ≥ 2. Single-valued factors are skipped with a ``SkippedFactorWarning``.
-    Key ``discrete_mig`` as in disentanglement_lib. ``mutual_info`` optionally passes the (D, K)
-    MI matrix of the discretised codes when it is already computed (as :func:`score` does).
+    Needs D ≥ 2 and N ≥ 2. The codes are standardised column by column
+    (:func:`~dismetrics.validation.standardize`; near-constant columns become constant) before
+    the ``num_bins``-bin histogram, which is affine invariant, so this changes no value beyond
+    float rounding. Single-valued factors are skipped with a ``SkippedFactorWarning``. Key
+    ``discrete_mig`` as in disentanglement_lib. ``mutual_info`` optionally passes the (D, K)
+    MI matrix of the discretised standardised codes when it is already computed (as
+    :func:`score` does).
     """
+    num_bins = check_num_bins(num_bins)
     z, y = check_pair(codes, factors)
     require_samples(z.shape[0], 2, "codes", "mig")
     require_dims(z.shape[1], 2, "codes", "mig")
@@ -109,9 +116,12 @@ def mig_hfs(codes: np.ndarray, factors: np.ndarray, *, num_bins: int = NUM_BINS)
     min-max scaled over the given sample and cut by the fixed edges ``linspace(0, 1, 21)``, so a
     factor with more than ``num_bins`` values is merged into ``num_bins`` bins and its entropy is
     that of the binned factor. Meant for a whole encoded dataset (the HFS "full" mode).
-    Factors may here be any real values (the HFS code feeds factor values, not classes).
+    Factors may here be any real values (the HFS code feeds factor values, not classes). The
+    codes are standardised first like every metric's (this changes only near-constant columns,
+    which become constant: min-max scaling is affine invariant).
     """
-    z = check_codes(codes, "codes")
+    num_bins = check_num_bins(num_bins)
+    z = standardize(check_codes(codes, "codes"))
     y = check_codes(factors, "factors", n=z.shape[0])
     require_samples(z.shape[0], 2, "codes", "mig_hfs")
     require_dims(z.shape[1], 2, "codes", "mig_hfs")

@@ -7,7 +7,8 @@ Follows disentanglement_lib ``evaluation/metrics/modularity_explicitness.py``
   train codes, with θ_i = max_k MI_ik²: δ_i = (Σ_k MI_ik² − θ_i) / (θ_i (K − 1)),
   score_i = 1 − δ_i, and score_i = 0 for a dead code (θ_i = 0). ``modularity_score`` is the mean
   over all D codes (dead codes included, so they pull the score down).
-* Explicitness: codes z-scored with the train mean/std (ddof 0); per factor a seeded
+* Explicitness: codes z-scored with the train mean/std (ddof 0; done for every metric by
+  :func:`~dismetrics.validation.check_train_test`); per factor a seeded
   ``LogisticRegression()`` with sklearn defaults on all codes; macro one-vs-rest ROC AUC of
   ``predict_proba`` on train and on test; mean over factors.
 """
@@ -30,6 +31,7 @@ from .validation import (
     active_factors,
     as_int_seed,
     check_mutual_info,
+    check_num_bins,
     check_train_test,
     require_samples,
 )
@@ -91,10 +93,11 @@ def explicitness(
     factors: np.ndarray,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-factor train and test explicitness (K,) for the given factor indices (NaN elsewhere)."""
-    mean, std = z_tr.mean(axis=0), z_tr.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    zs_tr, zs_te = (z_tr - mean) / std, (z_te - mean) / std
+    """Per-factor train and test explicitness (K,) for the given factor indices (NaN elsewhere).
+
+    ``z_tr`` and ``z_te`` are codes standardised with the train statistics, as
+    :func:`~dismetrics.validation.check_train_test` returns them (dlib z-scores them the same way).
+    """
     out_tr = np.full(y_tr.shape[1], np.nan)
     out_te = np.full(y_tr.shape[1], np.nan)
     for k in factors:
@@ -102,12 +105,12 @@ def explicitness(
             # dlib fits LogisticRegression() with sklearn defaults (lbfgs, max_iter=100);
             # the metric is defined with that budget, so the notice is not surfaced.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model = LogisticRegression(random_state=seed).fit(zs_tr, y_tr[:, k])
+            model = LogisticRegression(random_state=seed).fit(z_tr, y_tr[:, k])
         out_tr[k] = _macro_auc(
-            y_tr[:, k], model.predict_proba(zs_tr), model.classes_, "factors_train", k
+            y_tr[:, k], model.predict_proba(z_tr), model.classes_, "factors_train", k
         )
         out_te[k] = _macro_auc(
-            y_te[:, k], model.predict_proba(zs_te), model.classes_, "factors_test", k
+            y_te[:, k], model.predict_proba(z_te), model.classes_, "factors_test", k
         )
     return out_tr, out_te
 
@@ -127,9 +130,13 @@ def modularity_explicitness(
     Keys ``modularity_score``, ``explicitness_score_train``, ``explicitness_score_test`` as in
     dlib. Deviation from dlib, on purpose: the one-hot labels of the test sample use the
     classes seen in training, so a class missing from the test sample no longer raises; AUC is
-    averaged over the classes that are present. ``mutual_info`` optionally passes the (D, K) MI
-    matrix of the discretised train codes and all factors when it is already computed.
+    averaged over the classes that are present. Both code samples are standardised with the
+    train statistics first (:func:`~dismetrics.validation.check_train_test`; near-constant
+    columns become constant), which changes neither score beyond float rounding. ``mutual_info``
+    optionally passes the (D, K) MI matrix of the discretised standardised train codes and all
+    factors when it is already computed.
     """
+    num_bins = check_num_bins(num_bins)
     z_tr, y_tr, z_te, y_te = check_train_test(codes_train, factors_train, codes_test, factors_test)
     require_samples(z_tr.shape[0], 2, "codes_train", "modularity_explicitness")
     active, skipped = active_factors(y_tr, "factors_train", "modularity_explicitness")

@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .estimators import Estimator
+from .estimators import ESTIMATORS, Estimator
 from .information import NUM_BINS
 from .irs import DIFF_QUANTILE
+from .validation import check_int, check_n_jobs, check_num_bins
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,31 @@ class Preset:
     factor_vae_num_variance_estimate: int = 10_000
     factor_vae_prune_threshold: float = 0.05
     n_jobs: int | None = -1  # threads for per-factor fits (-1: all cores); None or 1: sequential
+
+    def __post_init__(self) -> None:
+        """Check every setting on construction (``dataclasses.replace`` included), so that a bad
+        preset fails before any metric runs, with an error naming the field."""
+        for name in (
+            "num_train",
+            "num_test",
+            "batch_size",
+            "beta_vae_batch_size",
+            "beta_vae_num_train",
+            "beta_vae_num_eval",
+            "factor_vae_batch_size",
+            "factor_vae_num_train",
+            "factor_vae_num_eval",
+            "factor_vae_num_variance_estimate",
+        ):
+            check_int(getattr(self, name), name, 1)
+        check_num_bins(self.num_bins)
+        check_n_jobs(self.n_jobs)
+        if self.dci_estimator not in ESTIMATORS:
+            raise ValueError(
+                f"dci_estimator must be one of {ESTIMATORS}, got {self.dci_estimator!r}"
+            )
+        if not 0.0 <= self.irs_diff_quantile <= 1.0:
+            raise ValueError(f"irs_diff_quantile must lie in [0, 1], got {self.irs_diff_quantile}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict."""

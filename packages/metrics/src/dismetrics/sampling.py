@@ -21,7 +21,14 @@ from sklearn.linear_model import LogisticRegression
 
 from .protocol import GroundTruthData
 from .results import MetricResult
-from .validation import SeedLike, as_generator, as_int_seed, check_codes, check_factors
+from .validation import (
+    SeedLike,
+    as_generator,
+    as_int_seed,
+    check_codes,
+    check_factors,
+    check_int,
+)
 
 Represent = Callable[[np.ndarray], Any]
 
@@ -49,12 +56,12 @@ def sample_codes(
     """Draw ``num`` samples in chunks of ``batch_size`` and encode them.
 
     Each chunk calls ``data.sample(n, rng)`` then ``represent`` (dlib's
-    ``generate_batch_factor_code``). Returns sample-major codes (num, D) and factors (num, K).
+    ``generate_batch_factor_code``). Returns sample-major codes (num, D) and factors (num, K)
+    as encoded (not standardised: the metrics do that). ``num`` and ``batch_size`` are positive
+    integers.
     """
-    if num < 1:
-        raise ValueError(f"num must be a positive number of samples, got {num}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    num = check_int(num, "num", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     rng = as_generator(rng)
     codes, factors = [], []
     for start in range(0, num, batch_size):
@@ -66,8 +73,7 @@ def sample_codes(
 
 def _check_sampler_args(**kwargs: int) -> None:
     for name, value in kwargs.items():
-        if value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+        check_int(value, name, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,13 +218,9 @@ def factor_vae_score(
     Deviations from dlib, on purpose: a vote names the original code index (dlib indexes the
     active subset; accuracy is the same) and ``num_active_dims`` counts active codes.
     """
-    _check_sampler_args(
-        num_train=num_train, num_eval=num_eval, num_variance_estimate=num_variance_estimate
-    )
-    if batch_size < 2:
-        raise ValueError(f"factor_vae_score needs batch_size >= 2 for a variance, got {batch_size}")
-    if num_variance_estimate < 2:
-        raise ValueError("factor_vae_score needs num_variance_estimate >= 2")
+    _check_sampler_args(num_train=num_train, num_eval=num_eval)
+    check_int(batch_size, "batch_size", 2)
+    check_int(num_variance_estimate, "num_variance_estimate", 2)
     rng = as_generator(seed)
     codes, _ = sample_codes(data, represent, num_variance_estimate, rng, ENCODE_CHUNK)
     global_var = codes.var(axis=0, ddof=1)

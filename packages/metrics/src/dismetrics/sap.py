@@ -6,7 +6,7 @@ A (D, K) score matrix S measures how well each single code predicts each factor:
 * discrete factors (the study setting): ``S[i, k]`` is the test accuracy of
   ``LinearSVC(C=0.01, class_weight="balanced")`` fitted on code i alone to predict factor k;
 * continuous factors: ``S[i, k] = cov(z_i, v_k)² / (var z_i · var v_k)`` on the training sample
-  (0 when var z_i ≤ 1e-12).
+  (0 when var z_i ≤ 1e-12, i.e. for a constant code: the codes are standardised).
 
 SAP = mean over factors of the gap between the largest and second largest entry of S's column.
 """
@@ -82,6 +82,12 @@ def sap(
     SVMs on the train sample and scores them on the test sample; ``n_jobs`` fits factors in
     parallel threads (same numbers). With ``continuous_factors=True`` only the train sample is
     used. Key ``SAP_score`` as in dlib.
+
+    Both code samples are standardised with the training sample's column means and standard
+    deviations first (:func:`~dismetrics.validation.check_train_test`; near-constant columns
+    become constant). Deviation from dlib, on purpose: dlib fits the SVMs (``C = 0.01``) on raw
+    codes, so its SAP depends on the codes' scale (codes scaled by 1e-300 score 0); here SAP is
+    the same for codes ``c`` and ``a * c + b``, and equals dlib's for unit-variance codes.
     """
     z_tr, y_tr, z_te, y_te = check_train_test(codes_train, factors_train, codes_test, factors_test)
     require_samples(z_tr.shape[0], 2, "codes_train", "sap")

@@ -1,8 +1,21 @@
-"""Input checking shared by every metric: array conversion, shapes, finiteness, factor classes.
+"""Input checking shared by every metric: arrays, shapes, finiteness, factor classes, integers.
 
 Every public metric funnels its inputs through these helpers so that bad input fails early with
-a message naming the argument (``codes``, ``factors_test``, ...) and what is wrong with it.
-Torch tensors are accepted by duck typing (``.detach().cpu().numpy()``); torch is never imported.
+a message naming the argument (``codes``, ``factors_test``, ``num_bins``, ``seed``, ...) and what
+is wrong with it. Torch tensors are accepted by duck typing (``.detach().cpu().numpy()``); torch
+is never imported.
+
+Codes are **standardised** here, once for every metric (:func:`standardize`): each column minus
+its mean, divided by its standard deviation (with its sign fixed), before any estimator is
+fitted and before any histogram is taken. So every array metric gives the same scores for codes
+``c`` and ``a * c + b`` (scalar ``a ≠ 0``, vector ``b``) up to float rounding; only the
+unsupervised Wasserstein dependency, in squared code units by definition, scales with ``a²``.
+MIG, DCI, modularity/explicitness, IRS and the other unsupervised scores are invariant in exact
+arithmetic already, so their values move only at rounding level; SAP's fixed-``C`` SVMs now see
+unit-variance codes (see :func:`dismetrics.sap`). Standardising also keeps codes of any scale
+(1e-300 or 1e300) inside the range where scikit-learn (float32 in places) and ``np.histogram``
+behave. A column whose spread is lost in float64 rounding counts as constant
+(:data:`NEAR_CONSTANT_RTOL`).
 """
 
 from __future__ import annotations
@@ -13,6 +26,17 @@ from typing import Any
 import numpy as np
 
 SeedLike = int | np.random.Generator | np.random.SeedSequence
+
+#: A code column whose standard deviation is at most this fraction of its largest absolute value
+#: (64 float64 ulps, about 1.4e-14) varies only at rounding level and is treated as constant:
+#: ``1 + 1e-15 * z`` is constant, ``1 + 1e-13 * z`` is not.
+NEAR_CONSTANT_RTOL = 64 * float(np.finfo(np.float64).eps)
+#: Standardised codes are clipped to ± this value. A column standardised with its own statistics
+#: lies within ±√N anyway; the clip only bounds test codes far outside the training range, so
+#: that they stay finite and inside float32 range (as scikit-learn's trees need).
+STANDARDIZED_CLIP = 1e12
+#: Largest accepted ``num_bins`` (the histogram keeps ``num_bins + 1`` edges per column).
+MAX_NUM_BINS = 100_000
 
 
 class SkippedFactorWarning(UserWarning):
@@ -102,21 +126,77 @@ def check_factors(
     return arr.astype(np.int64, copy=False)
 
 
+def _column_stats(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of finite (N, D) codes: ``(peak, mean, scale)`` such that
+    ``(column / peak - mean) / scale`` is the standardised, oriented column.
+
+    ``peak`` is the largest absolute value; dividing by it first keeps every intermediate in
+    [-1, 1], so codes near the float64 limits (1e-300, 1e300) neither underflow nor overflow.
+    ``mean`` and ``|scale|`` are the mean and standard deviation (ddof 0) of ``column / peak``;
+    ``scale`` is 0 for a constant or near-constant column (:data:`NEAR_CONSTANT_RTOL`). Its
+    sign orients the column: the first entry more than ``1e-6`` standard deviations away from
+    the mean comes out positive. Every score is invariant to flipping a code's sign; fixing the
+    sign makes codes ``-c`` run through the same floating-point computation as ``c`` (tree
+    ensembles otherwise break near-ties in the other direction).
+    """
+    peak = np.max(np.abs(reference), axis=0)
+    peak = np.where(peak > 0, peak, 1.0)
+    unit = reference / peak
+    mean = unit.mean(axis=0)
+    dev = unit - mean
+    std = np.sqrt(np.mean(dev**2, axis=0))
+    std = np.where(std > NEAR_CONSTANT_RTOL, std, 0.0)
+    first = np.argmax(np.abs(dev) > 1e-6 * std, axis=0)
+    sign = np.where(dev[first, np.arange(dev.shape[1])] < 0, -1.0, 1.0)
+    return peak, mean, sign * std
+
+
+def standardize(codes: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Standardise each column of validated codes with the statistics of ``reference``.
+
+    ``codes`` (N, D) and ``reference`` (M, D) are finite float arrays (:func:`check_codes`);
+    without ``reference`` a column is standardised with its own mean and standard deviation
+    (ddof 0), then oriented (its sign fixed by its first entry clearly away from the mean, see
+    ``_column_stats``). A constant or near-constant reference column
+    (:data:`NEAR_CONSTANT_RTOL`) becomes 0 everywhere. Results are clipped to
+    ±:data:`STANDARDIZED_CLIP`. For a scalar ``a ≠ 0`` and a vector ``b``, ``a * codes + b``
+    (with the same map applied to ``reference``) gives the same output up to float rounding.
+    """
+    peak, mean, scale = _column_stats(codes if reference is None else reference)
+    live = scale != 0
+    with np.errstate(over="ignore"):
+        out = (codes / peak - mean) / np.where(live, scale, 1.0)
+    out[:, ~live] = 0.0
+    return np.clip(out, -STANDARDIZED_CLIP, STANDARDIZED_CLIP)
+
+
+def code_scales(codes: np.ndarray) -> np.ndarray:
+    """Standard deviation (ddof 0) of each column of finite codes, 0 for a near-constant column."""
+    peak, _, scale = _column_stats(codes)
+    return peak * np.abs(scale)
+
+
 def check_pair(
     codes: Any, factors: Any, codes_name: str = "codes", factors_name: str = "factors"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Validate matching ``(N, D)`` codes and ``(N, K)`` factors."""
+    """Validate matching ``(N, D)`` codes and ``(N, K)`` factors; return the codes standardised.
+
+    The codes come back standardised column by column (:func:`standardize`), the factors as
+    int64 classes.
+    """
     z = check_codes(codes, codes_name)
     y = check_factors(factors, factors_name, n=z.shape[0], codes_name=codes_name)
-    return z, y
+    return standardize(z), y
 
 
-def check_train_test(
+def validate_train_test(
     codes_train: Any, factors_train: Any, codes_test: Any, factors_test: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Validate a train/test pair of samples with the same D and K."""
-    z_tr, y_tr = check_pair(codes_train, factors_train, "codes_train", "factors_train")
-    z_te, y_te = check_pair(codes_test, factors_test, "codes_test", "factors_test")
+    """Validate a train/test pair of samples with the same D and K (codes left as they are)."""
+    z_tr = check_codes(codes_train, "codes_train")
+    y_tr = check_factors(factors_train, "factors_train", z_tr.shape[0], "codes_train")
+    z_te = check_codes(codes_test, "codes_test")
+    y_te = check_factors(factors_test, "factors_test", z_te.shape[0], "codes_test")
     if z_te.shape[1] != z_tr.shape[1]:
         raise ValueError(
             f"codes_test has D={z_te.shape[1]} dimensions but codes_train has D={z_tr.shape[1]}"
@@ -126,6 +206,54 @@ def check_train_test(
             f"factors_test has K={y_te.shape[1]} factors but factors_train has K={y_tr.shape[1]}"
         )
     return z_tr, y_tr, z_te, y_te
+
+
+def check_train_test(
+    codes_train: Any, factors_train: Any, codes_test: Any, factors_test: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a train/test pair (:func:`validate_train_test`) and standardise the codes.
+
+    Both code samples are standardised with the **training** sample's column means and standard
+    deviations (:func:`standardize`), so the estimators fitted on the training codes see the
+    test codes on the same scale.
+    """
+    z_tr, y_tr, z_te, y_te = validate_train_test(
+        codes_train, factors_train, codes_test, factors_test
+    )
+    return standardize(z_tr), y_tr, standardize(z_te, reference=z_tr), y_te
+
+
+def check_int(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as a Python int; a ``TypeError``/``ValueError`` naming ``name`` and the allowed
+    range when it is not an integer (bools and floats such as ``2.5`` or ``1e10`` included) or
+    lies outside ``[minimum, maximum]``.
+    """
+    allowed = (
+        f"an integer >= {minimum}"
+        if maximum is None
+        else f"an integer between {minimum} and {maximum}"
+    )
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be {allowed}, got {value!r} of type {type(value).__name__}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {allowed}, got {value}")
+    return int(value)
+
+
+def check_num_bins(num_bins: Any) -> int:
+    """Validate a histogram size: an integer between 1 and :data:`MAX_NUM_BINS`."""
+    return check_int(num_bins, "num_bins", 1, MAX_NUM_BINS)
+
+
+def check_n_jobs(n_jobs: Any) -> int | None:
+    """Validate a joblib ``n_jobs``: None or a non-zero integer (-1: all cores)."""
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs == 0:
+        raise ValueError(
+            f"n_jobs must be None or a non-zero integer (-1: all cores), got {n_jobs!r}"
+        )
+    return int(n_jobs)
 
 
 def require_samples(n: int, minimum: int, name: str, metric: str) -> None:
@@ -177,19 +305,23 @@ def check_mutual_info(mutual_info: Any, n_codes: int, n_factors: int) -> np.ndar
 
 def as_generator(seed: SeedLike) -> np.random.Generator:
     """An explicit ``numpy.random.Generator`` from an int seed, SeedSequence or Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer | np.random.SeedSequence):
+    if isinstance(seed, np.random.Generator | np.random.SeedSequence):
+        return np.random.default_rng(seed)
+    return np.random.default_rng(check_seed(seed))
+
+
+def check_seed(seed: Any) -> int:
+    """Validate an integer seed: a non-negative int (bools and floats are refused)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(
-            f"seed must be an int, a numpy SeedSequence or Generator, got {type(seed).__name__}"
+            "seed must be a non-negative integer, a numpy SeedSequence or Generator, "
+            f"got {seed!r} of type {type(seed).__name__}"
         )
-    return np.random.default_rng(seed)
+    return check_int(seed, "seed", 0)
 
 
 def as_int_seed(seed: SeedLike) -> int:
     """An int seed for scikit-learn's ``random_state`` (drawn once from a Generator)."""
-    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
-        if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
-        return int(seed) % (2**32)
-    return int(as_generator(seed).integers(2**31 - 1))
+    if isinstance(seed, np.random.Generator | np.random.SeedSequence):
+        return int(as_generator(seed).integers(2**31 - 1))
+    return check_seed(seed) % (2**32)
