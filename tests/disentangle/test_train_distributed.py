@@ -59,6 +59,7 @@ run_module.build_model = build_and_record
 cfg = tiny_config(out, steps=steps, log_every=1, checkpoint_every=every)
 cfg.eval.metrics = ()
 cfg.eval.images = False
+cfg.eval.geometry_batches = 0  # the recorder wraps the model: no encode() to probe
 cfg.resume = resume
 run_module.run(cfg, dataset=Blobs())
 if record != "-":
