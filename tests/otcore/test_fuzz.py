@@ -12,13 +12,18 @@ The default budget is small and derandomised (tests/conftest.py); ``HYPOTHESIS_P
 import math
 import os
 import re
+import sys
 import warnings
+from pathlib import Path
 
 import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import otcore
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_honest_convergence import violation64  # the float64 oracle of both files
 
 BUDGET = settings(
     deadline=None,
@@ -183,16 +188,6 @@ def run(name, x, y, a, b, eps, relative, cost, p):
         a1 = None if a is None or a.shape[-1] != x1.shape[-1] else a
         return None, [otcore.wasserstein_1d(x1, y1, a1, b, p=p)]
     return None, [otcore.sliced_wasserstein(x, y, a, b, n_projections=8, p=p)]
-
-
-def violation64(out, k):
-    pick = (lambda t: t) if k is None else (lambda t: t[k])
-    C = pick(out.geom.cost_matrix).detach().double()
-    eps = float(pick(out.epsilon))
-    a, b = pick(out.a).double(), pick(out.b).double()
-    f, g = pick(out.f).double(), pick(out.g).double()
-    P = torch.exp(a.log()[:, None] + b.log()[None, :] + (f[:, None] + g[None, :] - C) / eps)
-    return float(((P.sum(1) - a).abs().sum() + (P.sum(0) - b).abs().sum()) / b.sum())
 
 
 @BUDGET
