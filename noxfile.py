@@ -1,7 +1,8 @@
 """Nox sessions: tests, lint, bench.
 
 Torch is pinned to the CPU build used on the development machines; the packages themselves
-only declare ``torch>=2.3``.
+only declare a range (``torch>=2.3``; the models package ``torch>=2.6``, for its safe
+checkpoint loading).
 """
 
 from __future__ import annotations
