@@ -4,8 +4,8 @@ One :class:`Config` describes a run: data, model, regulariser, optimisation loop
 where the run folder goes. ``apps/train.py`` parses it with tyro (every field below is a flag;
 ``--help`` lists them with these docstrings). The presets:
 
-- ``quick`` (the default): generated dSprites, β-VAE + GMG (decoder, cosine), a few thousand
-  steps at batch 64 — finishes within about 10 minutes on a 2-core CPU, fast metrics preset;
+- ``quick`` (the default): generated dSprites, β-VAE + GMG (decoder, cosine), 3 000 steps at
+  batch 64 — about 11 minutes on a 2-core CPU, fast metrics preset;
 - ``ffrl``: the flow-factorized model (FFRL, issue 9) on the digit sequences, MLP VAE with
   latent 16, 2000 steps at lr 1e-3 — a CPU run; ``ffrl_paper``: the FFRL paper's MNIST
   settings (ConvVAE s = 324, batch 128, 90 000 steps; local MNIST via ``--data.path``);
@@ -209,7 +209,7 @@ class Config:
     """A training run: ``accelerate launch apps/train.py [--preset paper] [--field value ...]``."""
 
     preset: Literal["quick", "paper", "ffrl", "ffrl_paper"] = "quick"
-    """Preset whose values every other field defaults to: "quick" (CPU, ~10 min), "paper",
+    """Preset whose values every other field defaults to: "quick" (CPU, ~11 min), "paper",
     "ffrl" (flow-factorized model on the digit sequences, CPU, ≤ 15 min) or "ffrl_paper" (the
     FFRL paper's MNIST settings; needs --data.path to local MNIST files and a GPU)."""
     output_dir: Path | None = None
@@ -273,7 +273,7 @@ PRESETS: dict[str, Config] = {
     "ffrl_paper": FFRL_PAPER,
 }
 PRESET_DESCRIPTIONS: dict[str, str] = {
-    "quick": "CPU-friendly default: β-VAE + GMG (decoder, cosine) on generated dSprites, ~10 min.",
+    "quick": "CPU-friendly default: β-VAE + GMG (decoder, cosine) on generated dSprites, ~11 min.",
     "paper": "HFS/GMG paper settings: batch 64, Adam 1e-4, 300k steps, latent 10 (GPU).",
     "ffrl": "FFRL on the digit sequences: MLP VAE, latent 16, 2000 steps, lr 1e-3 (CPU).",
     "ffrl_paper": "FFRL paper, MNIST: ConvVAE s = 324, batch 128, 90k steps (GPU; --data.path).",
