@@ -178,16 +178,15 @@ class VAE(nn.Module):
         reg = self.regulariser
         if reg is None or reg.weight == 0 or not out[reg.kind].requires_grad:
             return {}
-        params = [p for p in (self.decoder if reg.side == "decoder" else self.encoder).parameters()]
+        params = list((self.decoder if reg.side == "decoder" else self.encoder).parameters())
         weighted = reg.weight * out[reg.kind]
         g_reg = torch.autograd.grad(weighted, params, retain_graph=True, allow_unused=True)
         g_all = torch.autograd.grad(out["loss"], params, retain_graph=True, allow_unused=True)
-        norm_reg, norm_other = 0.0, 0.0
+        squares = torch.zeros(2, dtype=torch.float64, device=weighted.device)
         for p, gr, ga in zip(params, g_reg, g_all):
             gr = torch.zeros_like(p) if gr is None else gr
             ga = torch.zeros_like(p) if ga is None else ga
-            norm_reg += float(gr.double().pow(2).sum())
-            norm_other += float((ga - gr).double().pow(2).sum())
-        norm_reg, norm_other = norm_reg**0.5, norm_other**0.5
+            squares += torch.stack([gr.double().pow(2).sum(), (ga - gr).double().pow(2).sum()])
+        norm_reg, norm_other = squares.sqrt().tolist()  # one host synchronisation
         total = norm_reg + norm_other
         return {"reg_grad_share": norm_reg / total if total > 0 else 0.0}
